@@ -1,0 +1,163 @@
+"""The command vocabulary: the envelope every log entry carries, and result maps.
+
+A command is `{"v": 1, "op": str, "args": dict, "rid": str, "uid": int, "ts": int}`.
+A log entry packs one or more of them: `{"v": 1, "cmds": [...]}`. Both are msgpack
+(raftcore.codec); nothing here may depend on the clock, so every replica decodes and
+validates an entry the same way.
+"""
+
+from enum import StrEnum
+from typing import Any
+
+import msgpack
+
+from raftcore.codec import packb
+
+VERSION = 1
+ENTRY_VERSION = 1
+
+# The whole command, packed, may not exceed this (kv values are capped at 1 MiB, so
+# this leaves room for the envelope and keeps one log entry bounded).
+MAX_COMMAND_BYTES = 2 << 20
+# An entry may pack many commands; bound the decode so a corrupt length cannot explode.
+MAX_ENTRY_BYTES = 64 << 20
+MAX_RID_CHARS = 128
+
+# Every op apply knows. Adding one is fine; renaming or removing one breaks replay of
+# old logs, so never do that.
+OPS = frozenset(
+    {
+        "barrier",
+        "kv.put",
+        "kv.delete",
+        "user.bootstrap",
+        "token.create",
+        "token.revoke",
+        "zone.bootstrap",
+        "zone.server_add",
+        "zone.server_del",
+    }
+)
+
+_FIELDS: dict[str, type] = {"v": int, "op": str, "args": dict, "rid": str, "uid": int, "ts": int}
+
+
+class BadCommand(ValueError):
+    """A command envelope is malformed; the message says which field and why."""
+
+
+class BadEntry(ValueError):
+    """A log entry payload cannot be decoded into a list of commands."""
+
+
+class ErrorCode(StrEnum):
+    """Error classes of results (OpenNebula's error classes, plus REPLICATION)."""
+
+    AUTHENTICATION = "AUTHENTICATION"
+    AUTHORIZATION = "AUTHORIZATION"
+    NO_EXISTS = "NO_EXISTS"
+    ACTION = "ACTION"
+    BAD_REQUEST = "BAD_REQUEST"
+    INTERNAL = "INTERNAL"
+    ALLOCATE = "ALLOCATE"
+    LOCKED = "LOCKED"
+    REPLICATION = "REPLICATION"
+
+
+def ok(value: Any = None) -> dict:
+    return {"ok": True, "value": value}
+
+
+def error(code: ErrorCode | str, message: str) -> dict:
+    # str() so the stored/packed result holds a plain string, not the enum.
+    return {"ok": False, "code": str(ErrorCode(code)), "message": message}
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def unpack(data: bytes, max_size: int = MAX_ENTRY_BYTES) -> Any:
+    """Decode msgpack with raftcore.codec's options; ValueError on malformed/oversized.
+
+    Stands in for raftcore.codec.unpackb, which passes `max_buffer_size` to
+    msgpack.unpackb: the C extension rejects that keyword, so every call raises
+    TypeError. Switch back once codec is fixed.
+    """
+    if len(data) > max_size:
+        raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (ValueError, TypeError, msgpack.UnpackException) as e:
+        raise ValueError(f"malformed msgpack ({type(e).__name__}: {e})") from e
+
+
+def validate_command(obj: Any) -> dict:
+    """Return `obj` if it is a well-formed command envelope, else raise BadCommand."""
+    if not isinstance(obj, dict):
+        raise BadCommand(f"command must be a map, got {_type_name(obj)}")
+    for name, kind in _FIELDS.items():
+        if name not in obj:
+            raise BadCommand(f"command is missing field {name!r}")
+        value = obj[name]
+        # bool is an int subclass in Python; a bool uid or ts is a caller bug.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise BadCommand(
+                f"command field {name!r} must be {kind.__name__}, got {_type_name(value)}"
+            )
+    extra = sorted(str(k) for k in obj if k not in _FIELDS)
+    if extra:
+        raise BadCommand(f"command has unknown field(s): {', '.join(extra)}")
+    if obj["v"] != VERSION:
+        raise BadCommand(f"unknown command version {obj['v']} (this build knows {VERSION})")
+    if obj["op"] not in OPS:
+        raise BadCommand(f"unknown op {obj['op']!r}")
+    if not 1 <= len(obj["rid"]) <= MAX_RID_CHARS:
+        raise BadCommand(f"rid must be 1..{MAX_RID_CHARS} characters, got {len(obj['rid'])}")
+    if obj["uid"] < -1:
+        raise BadCommand(f"uid must be >= -1, got {obj['uid']}")
+    if obj["ts"] < 0:
+        raise BadCommand(f"ts must be >= 0 (ms since the epoch), got {obj['ts']}")
+    if any(not isinstance(k, str) for k in obj["args"]):
+        raise BadCommand("command args keys must be strings")
+    try:
+        size = len(packb(obj))
+    except (TypeError, ValueError, OverflowError) as e:
+        raise BadCommand(f"command is not msgpack-encodable: {e}") from e
+    if size > MAX_COMMAND_BYTES:
+        raise BadCommand(f"command of {size} bytes exceeds the limit of {MAX_COMMAND_BYTES}")
+    return obj
+
+
+def make_command(op: str, args: dict, *, rid: str, uid: int, ts_ms: int) -> dict:
+    """Build and validate a command envelope (raises BadCommand)."""
+    return validate_command(
+        {"v": VERSION, "op": op, "args": args, "rid": rid, "uid": uid, "ts": ts_ms}
+    )
+
+
+def encode_entry(commands: list[dict]) -> bytes:
+    """Pack commands into one log entry payload. The commands are not re-validated here:
+    the store validates each one on apply, so every replica rejects the same ones."""
+    return packb({"v": ENTRY_VERSION, "cmds": list(commands)})
+
+
+def decode_entry(data: bytes) -> list[dict]:
+    """Unpack a log entry payload into its command list (each still to be validated)."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise BadEntry(f"entry payload must be bytes, got {_type_name(data)}")
+    try:
+        obj = unpack(bytes(data), max_size=MAX_ENTRY_BYTES)
+    except ValueError as e:
+        raise BadEntry(str(e)) from e
+    if not isinstance(obj, dict):
+        raise BadEntry(f"entry must be a map, got {_type_name(obj)}")
+    if "v" not in obj:
+        raise BadEntry("entry is missing field 'v'")
+    if obj["v"] != ENTRY_VERSION or isinstance(obj["v"], bool):
+        raise BadEntry(f"unknown entry version {obj['v']!r} (this build knows {ENTRY_VERSION})")
+    if "cmds" not in obj:
+        raise BadEntry("entry is missing field 'cmds'")
+    if not isinstance(obj["cmds"], list):
+        raise BadEntry(f"entry field 'cmds' must be a list, got {_type_name(obj['cmds'])}")
+    return obj["cmds"]
