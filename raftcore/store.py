@@ -284,7 +284,8 @@ class Store:
             "op": command["op"],
         }
         txn.put(rid_key, packb(record), db=self._dbs[schema.DEDUPE])
-        txn.put(schema.dedupe_ts_key(ts, rid), b"", db=self._dbs[schema.DEDUPE_TS])
+        # Every stored value is msgpack, this one included, so generic readers never choke.
+        txn.put(schema.dedupe_ts_key(ts, rid), packb(b""), db=self._dbs[schema.DEDUPE_TS])
         return result, ts
 
     def _encode_mutation(self, mutation: tuple) -> tuple[str, Any, bytes, bytes | None]:
