@@ -20,7 +20,14 @@ from raftcore.commands import (
 
 
 def cmd(**overrides):
-    base = {"v": 1, "op": "kv.put", "args": {"key": "k", "value": b"v"}, "rid": "r1", "uid": 0, "ts": 5}
+    base = {
+        "v": 1,
+        "op": "kv.put",
+        "args": {"key": "k", "value": b"v"},
+        "rid": "r1",
+        "uid": 0,
+        "ts": 5,
+    }
     base.update(overrides)
     return base
 
