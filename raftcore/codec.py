@@ -16,6 +16,6 @@ def unpackb(data: bytes, max_size: int = MAX_MESSAGE) -> Any:
     if len(data) > max_size:
         raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True, max_buffer_size=max_size)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError) as e:
+        return msgpack.unpackb(data, raw=False, strict_map_key=True)
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as e:
         raise ValueError(f"malformed msgpack: {e}") from e

@@ -1,0 +1,764 @@
+"""The consensus adapter: the one module that drives PySyncObj (0.3.17), hardened.
+
+What PySyncObj gives: elections, log replication, membership entries, snapshot transfer.
+What this adapter adds or corrects (DESIGN.md, "PySyncObj facts"):
+
+- Durable journal (`raftcore.journal`) injected through `pysyncobj.syncobj.createJournal`;
+  one fdatasync per tick covers everything appended; no acknowledgement or vote leaves
+  before the data it vouches for is on disk (`raftcore.transport.DurabilityGate`), and the
+  leader counts itself for commit only after its own sync (the sync runs at the start of
+  every tick, before PySyncObj computes the commit index).
+- One permanent entry format: a type byte plus our msgpack entry (`raftcore.commands`);
+  PySyncObj's pickled `@replicated` calls are not used, membership entries are msgpack too.
+- Exactly-once apply: the store skips indexes it has applied (replay, re-appends).
+- A follower never advances its commit index over entries it has not verified against
+  the leader: snapshot chunks do not move it (the lost-write scenario in DESIGN.md), and
+  an append whose entries are all present never truncates the follower's longer log.
+- Leader-side packing: concurrent proposals become one log entry (one LMDB transaction).
+- Linearizable reads (ReadIndex): every append_entries carries a read sequence number that
+  followers echo; a read waits for a majority echo of a number issued after it began,
+  then for the apply of the commit index seen when it began.
+- Snapshots are LMDB compact copies made off the raft thread under one read transaction.
+"""
+
+import logging
+import os
+import struct
+import tempfile
+import threading
+import time
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import pysyncobj.syncobj as _syncobj
+from pysyncobj import SyncObj, SyncObjConf
+from pysyncobj.config import FAIL_REASON, SERIALIZER_STATE
+from pysyncobj.node import TCPNode
+
+from raftcore import codec, commands
+from raftcore.errors import Ambiguous, DiskFull, NotLeader, Unavailable
+from raftcore.journal import DurableJournal
+from raftcore.replica import (
+    CONSISTENCY_LINEARIZABLE,
+    ROLE_CANDIDATE,
+    ROLE_FOLLOWER,
+    ROLE_LEADER,
+    ROLE_SOLO,
+    RaftStatus,
+    ReadView,
+)
+from raftcore.store import Store
+from raftcore.transport import DurabilityGate, PeerTransport
+
+log = logging.getLogger(__name__)
+
+_REGULAR = _syncobj._COMMAND_TYPE.REGULAR
+_NO_OP = _syncobj._COMMAND_TYPE.NO_OP
+_MEMBERSHIP = _syncobj._COMMAND_TYPE.MEMBERSHIP
+_ROLES = {0: ROLE_FOLLOWER, 1: ROLE_CANDIDATE, 2: ROLE_LEADER}
+
+# Packing limits for one log entry (PySyncObj's chunked send must never be used: see
+# appendEntriesBatchSizeBytes below, which stays far above this).
+MAX_ENTRY_BYTES = 4 * 1024 * 1024
+MAX_ENTRY_COMMANDS = 4096
+
+SNAP_MAGIC = b"ONESNAP1"
+_journal_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ReplicaConfig:
+    server_id: int
+    raft_address: str
+    peers: list[str]
+    data_dir: str
+    secret: str
+    election_timeout_min: float = 0.2
+    election_timeout_max: float = 0.5
+    heartbeat: float = 0.05
+    leader_fallback_timeout: float = 1.0
+    snapshot_min_entries: int = 10000
+    fault_injection: bool = False
+    min_free_bytes: int = 64 * 1024 * 1024
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if len(self.secret) < 16:
+            raise ValueError("cluster secret must be at least 16 characters")
+        if self.raft_address not in self.peers:
+            raise ValueError(f"raft_address {self.raft_address} is not among the peers")
+        if not self.election_timeout_min > 3 * self.heartbeat:
+            raise ValueError("election_timeout_min must exceed 3 x heartbeat")
+        if not self.election_timeout_max > self.election_timeout_min:
+            raise ValueError("election_timeout_max must exceed election_timeout_min")
+
+
+_TRAILER = struct.Struct("<QI")
+_CHUNK = 1 << 20
+
+
+def _write_snapshot(path: str, meta: dict, data_path: str) -> int:
+    """Snapshot file: magic, header length, msgpack header, LMDB data, (size, crc32) trailer."""
+    header = codec.packb(meta)
+    tmp = path + ".building"
+    crc, size = 0, 0
+    with open(tmp, "wb") as out, open(data_path, "rb") as src:
+        out.write(SNAP_MAGIC + struct.pack("<I", len(header)) + header)
+        while chunk := src.read(_CHUNK):
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+            out.write(chunk)
+        out.write(_TRAILER.pack(size, crc))
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(os.path.dirname(path), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+    return size
+
+
+def read_snapshot_meta(path: str) -> dict:
+    with open(path, "rb") as f:
+        if f.read(len(SNAP_MAGIC)) != SNAP_MAGIC:
+            raise ValueError(f"{path}: not a snapshot")
+        (hlen,) = struct.unpack("<I", f.read(4))
+        meta = codec.unpackb(f.read(hlen))
+        meta["_data_offset"] = len(SNAP_MAGIC) + 4 + hlen
+        return meta
+
+
+def extract_snapshot_data(path: str, dest: str) -> None:
+    """Copy the LMDB data out of a snapshot file, checking its size and checksum."""
+    meta = read_snapshot_meta(path)
+    total = os.path.getsize(path)
+    start, end = meta["_data_offset"], total - _TRAILER.size
+    with open(path, "rb") as f:
+        f.seek(end)
+        size, crc = _TRAILER.unpack(f.read(_TRAILER.size))
+        if size != end - start:
+            raise ValueError(f"{path}: snapshot is truncated")
+        f.seek(start)
+        got, left = 0, size
+        with open(dest, "wb") as out:
+            while left:
+                chunk = f.read(min(_CHUNK, left))
+                if not chunk:
+                    raise ValueError(f"{path}: snapshot is truncated")
+                got = zlib.crc32(chunk, got)
+                left -= len(chunk)
+                out.write(chunk)
+        if got != crc:
+            raise ValueError(f"{path}: snapshot data fails its checksum")
+
+
+class _Pending:
+    __slots__ = ("command", "event", "index", "result", "error", "size")
+
+    def __init__(self, command: dict, size: int) -> None:
+        self.command = command
+        self.size = size
+        self.event = threading.Event()
+        self.index = 0
+        self.result: dict | None = None
+        self.error: Exception | None = None
+
+
+class _Engine(SyncObj):
+    """PySyncObj with its private hooks routed to the adapter (see the module docstring)."""
+
+    def __init__(self, adapter: "RaftReplica", self_node: str, others: list[str], conf) -> None:
+        self._adapter = adapter
+        adapter._engine = self  # the tick thread may call back before __init__ returns
+        super().__init__(self_node, others, conf=conf, transportClass=PeerTransport)
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803
+        self._adapter._tick_start()
+        super()._onTick(timeToWait)
+
+    def _SyncObj__doApplyCommand(self, command: bytes):  # noqa: N802
+        return self._adapter._apply(command)
+
+    def _SyncObj__parseChangeClusterRequest(self, command: bytes):  # noqa: N802
+        if command[:1] != bytes([_MEMBERSHIP]):
+            return None
+        try:
+            request = codec.unpackb(command[1:])
+        except ValueError:
+            return None
+        if (
+            isinstance(request, list)
+            and len(request) == 3
+            and request[0] in ("add", "rem")
+            and all(isinstance(x, str) for x in request[1:])
+        ):
+            return request
+        return None
+
+    def _SyncObj__onMessageReceived(self, node, message) -> None:  # noqa: N802
+        self._adapter._on_message(node, message)
+
+    def original_on_message(self, node, message) -> None:
+        SyncObj._SyncObj__onMessageReceived(self, node, message)
+
+
+class RaftReplica:
+    """The Replica (raftcore.replica) of one front-end: PySyncObj + durable journal + store."""
+
+    def __init__(self, cfg: ReplicaConfig, store: Store) -> None:
+        cfg.validate()
+        self.cfg = cfg
+        self.server_id = cfg.server_id
+        self.store = store
+        raft_dir = os.path.join(cfg.data_dir, "raft")
+        os.makedirs(raft_dir, exist_ok=True)
+        self._snap_path = os.path.join(raft_dir, "snapshot")
+        self._fault_path = os.path.join(cfg.data_dir, "fault", "blocked")
+        self._fault_mtime = 0.0
+        self._fault_checked = 0.0
+        self.journal = DurableJournal(os.path.join(raft_dir, "journal"))
+        self._lock = threading.Lock()
+        self._queue: deque[_Pending] = deque()
+        self._actions: deque[Callable[[], None]] = deque()
+        self._cond = threading.Condition()
+        self._read_seq = 0
+        self._acked_rs: dict = {}
+        self._echo: tuple | None = None
+        self._progress = False
+        self._role_subscribers: list[Callable[[str, int], None]] = []
+        self._role_events: deque[tuple[str, int]] = deque()
+        self._role_cond = threading.Condition()
+        self._membership_lock = threading.Lock()
+        self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
+        self._disk_checked = 0.0
+        self._disk_free = 1 << 62
+        self._closed = False
+        self.ack_trace: list[tuple[int, int]] | None = None  # (acked index, synced index)
+        self.gate = DurabilityGate(lambda: self.journal.dirty, self.is_leader)
+        self.gate.decorate = self._decorate
+        if cfg.extra.get("unsafe_no_hold"):
+            self.gate.unsafe_no_hold = True
+        conf = SyncObjConf(
+            password=cfg.secret,
+            bindAddress=cfg.raft_address,
+            autoTick=True,
+            autoTickPeriod=0.05,
+            appendEntriesUseBatch=False,
+            appendEntriesPeriod=cfg.heartbeat,
+            raftMinTimeout=cfg.election_timeout_min,
+            raftMaxTimeout=cfg.election_timeout_max,
+            leaderFallbackTimeout=cfg.leader_fallback_timeout,
+            connectionTimeout=max(3.5, cfg.election_timeout_max * 2),
+            connectionRetryTime=0.2,
+            appendEntriesBatchSizeBytes=64 * 1024 * 1024,
+            sendBufferSize=1 << 20,
+            recvBufferSize=1 << 20,
+            logCompactionMinEntries=cfg.snapshot_min_entries,
+            logCompactionMinTime=3600 * 24 * 365,
+            dynamicMembershipChange=True,
+            commandsQueueSize=200000,
+            fullDumpFile=self._snap_path,
+            serializer=self._serialize,
+            deserializer=self._deserialize,
+            serializeChecker=self._serialize_checker,
+            onStateChanged=self._on_state_changed,
+            tcp_keepalive=(2, 1, 3),
+        )
+        others = [p for p in cfg.peers if p != cfg.raft_address]
+        with _journal_lock:
+            # createJournal is a process-wide seam (DESIGN.md); hold it only while building.
+            saved = _syncobj.createJournal
+            _syncobj.createJournal = lambda _path: self.journal
+            PeerTransport.gate = self.gate
+            try:
+                _Engine(self, cfg.raft_address, others, conf)
+            finally:
+                _syncobj.createJournal = saved
+                PeerTransport.gate = None
+        self._engine.addOnTickCallback(self._tick_end)
+        self._role_thread = threading.Thread(target=self._dispatch_roles, daemon=True)
+        self._role_thread.start()
+
+    # ---- raft thread hooks ---------------------------------------------------------------
+
+    def _sync_and_release(self) -> None:
+        if self.journal.dirty:
+            self.journal.sync()
+        self.gate.release()
+
+    def _tick_start(self) -> None:
+        self._sync_and_release()
+        while self._actions:
+            try:
+                self._actions.popleft()()
+            except Exception:
+                log.exception("raft-thread action failed")
+        if self.cfg.fault_injection:
+            self._poll_fault_file()
+        self._flush_proposals()
+
+    def _tick_end(self) -> None:
+        self._sync_and_release()
+        if self._progress:
+            self._progress = False
+            with self._cond:
+                self._cond.notify_all()
+
+    def _wake(self) -> None:
+        notifier = getattr(self._engine, "_SyncObj__pipeNotifier", None)
+        if notifier is not None:
+            notifier.notify()
+
+    def _flush_proposals(self) -> None:
+        if not self._queue:
+            return
+        engine = self._engine
+        if not engine._isLeader():
+            leader = self.leader()
+            while self._queue:
+                p = self._queue.popleft()
+                p.error = NotLeader(leader)
+                p.event.set()
+            return
+        while self._queue:
+            batch: list[_Pending] = []
+            size = 0
+            while self._queue and len(batch) < MAX_ENTRY_COMMANDS:
+                if batch and size + self._queue[0].size > MAX_ENTRY_BYTES:
+                    break
+                p = self._queue.popleft()
+                batch.append(p)
+                size += p.size
+            payload = commands.encode_entry([p.command for p in batch])
+            engine._applyCommand(payload, self._make_callback(batch), _REGULAR)
+
+    def _make_callback(self, batch: list[_Pending]) -> Callable:
+        def done(res, err) -> None:
+            if err == FAIL_REASON.SUCCESS and res is not None and res[1] is not None:
+                index, results = res
+                for p, result in zip(batch, results, strict=True):
+                    p.index, p.result = index, result
+                    p.event.set()
+                return
+            error = self._failure(err)
+            for p in batch:
+                p.error = error
+                p.event.set()
+
+        return done
+
+    @staticmethod
+    def _failure(err: int) -> Exception:
+        if err in (FAIL_REASON.MISSING_LEADER, FAIL_REASON.NOT_LEADER, FAIL_REASON.QUEUE_FULL):
+            return Unavailable("no leader: election in progress")
+        if err == FAIL_REASON.DISCARDED:
+            return Unavailable("the write was discarded by a leader change and not applied")
+        return Ambiguous("leader changed before the write was confirmed; retry with the same id")
+
+    def _apply(self, command: bytes):
+        kind = command[0]
+        if kind == _REGULAR:
+            index = self._engine.raftLastApplied + 1
+            self._progress = True
+            return index, self.store.apply_entry(index, bytes(command[1:]))
+        if kind == _MEMBERSHIP:
+            return SyncObj._SyncObj__doApplyCommand(self._engine, command)
+        return None  # NO_OP, and PySyncObj's (pickled) VERSION entries, which we never write
+
+    # ---- messages ------------------------------------------------------------------------
+
+    def _decorate(self, node, message: dict) -> None:
+        kind = message.get("type")
+        if kind == "append_entries":
+            message["rs"] = self._read_seq
+        elif kind == "next_node_idx":
+            echo = self._echo
+            if echo is not None and echo[0] == node and echo[1] is not None:
+                message["rs"] = echo[1]
+            if self.ack_trace is not None and message.get("success"):
+                self.ack_trace.append((message["next_node_idx"] - 1, self.journal.synced_index))
+
+    def _on_message(self, node, message) -> None:
+        if not isinstance(message, dict) or getattr(node, "address", None) in self.gate.blocked:
+            return
+        engine = self._engine
+        kind = message.get("type")
+        if kind == "append_entries":
+            if "transmission" in message:
+                log.error("dropping a chunked append_entries (entry above the batch size)")
+                return
+            if "serialized" in message:
+                self._receive_snapshot_chunk(node, message)
+                return
+            if "prevLogIdx" in message and message.get("term", -1) >= engine.raftCurrentTerm:
+                message = self._trim_present(node, message)
+                if message is None:
+                    return
+            self._echo = (node, message.get("rs"))
+            try:
+                engine.original_on_message(node, message)
+            finally:
+                self._echo = None
+            return
+        if kind == "next_node_idx" and "rs" in message and engine._isLeader():
+            if message["rs"] > self._acked_rs.get(node, 0):
+                self._acked_rs[node] = message["rs"]
+                self._progress = True
+        engine.original_on_message(node, message)
+
+    def _receive_snapshot_chunk(self, node, message: dict) -> None:
+        engine = self._engine
+        # A snapshot chunk says nothing about our log: never let it move the commit index.
+        message["commit_index"] = min(message.get("commit_index", 0), engine.raftCommitIndex)
+        applied_before = engine.raftLastApplied
+        self._echo = (node, message.get("rs"))
+        try:
+            engine.original_on_message(node, message)
+        finally:
+            self._echo = None
+        if engine.raftLastApplied != applied_before:
+            # Installed: writes this server was waiting on at or below the snapshot are
+            # either inside it or lost; which one cannot be told here.
+            waiting = engine._SyncObj__commandsWaitingCommit
+            for idx in [i for i in waiting if i <= engine.raftLastApplied]:
+                for _term, callback in waiting.pop(idx):
+                    callback(None, FAIL_REASON.UNKNOWN_OUTCOME)
+
+    def _trim_present(self, node, message: dict) -> dict | None:
+        """Drop the entries we already hold; never truncate a longer log without a conflict.
+
+        PySyncObj truncates everything after prevLogIdx on every append. If a rewound
+        leader resends a prefix, that would delete entries this follower acknowledged
+        (and the leader may already count as committed). Raft only truncates on conflict.
+        """
+        journal = self.journal
+        if not len(journal):
+            return message
+        prev, prev_term = message.get("prevLogIdx"), message.get("prevLogTerm")
+        first, last = journal[0][1], journal[-1][1]
+        if prev is None or prev < first or prev > last or journal[prev - first][2] != prev_term:
+            return message
+        entries = message.get("entries") or []
+        k = 0
+        while k < len(entries):
+            idx, term = entries[k][1], entries[k][2]
+            if idx > last or journal[idx - first][2] != term:
+                break
+            k += 1
+        if k:
+            prev, prev_term = entries[k - 1][1], entries[k - 1][2]
+            message["entries"] = entries[k:]
+            message["prevLogIdx"], message["prevLogTerm"] = prev, prev_term
+        if k < len(entries) or prev == last:
+            return message
+        # Everything sent is already here and our log goes further: acknowledge up to the
+        # verified point without truncating; commit may only reach the verified point.
+        heartbeat = {
+            "type": "append_entries",
+            "term": message["term"],
+            "commit_index": min(message.get("commit_index", 0), prev),
+        }
+        self._engine.original_on_message(node, heartbeat)
+        ack = {"type": "next_node_idx", "next_node_idx": prev + 1, "reset": False, "success": True}
+        self._echo = (node, message.get("rs"))
+        try:
+            self.gate.transport.send(node, ack)
+        finally:
+            self._echo = None
+        return None
+
+    # ---- snapshots -----------------------------------------------------------------------
+
+    def _serialize(self, _tmp_path: str, raft_data) -> None:
+        """Called on the raft thread: pin the state now, copy it in the background.
+
+        Nothing is written at `_tmp_path`, so PySyncObj's rename fails harmlessly and keeps
+        the previous snapshot until ours is complete; `_serialize_checker` reports progress.
+        """
+        last, prev, cluster = raft_data
+        meta = {
+            "last": list(last),
+            "prev": list(prev),
+            "cluster": sorted(getattr(n, "address", str(n)) for n in cluster),
+        }
+        copier = self.store.begin_copy()
+        self._snap_state = SERIALIZER_STATE.SERIALIZING
+        threading.Thread(target=self._build_snapshot, args=(copier, meta), daemon=True).start()
+
+    def _build_snapshot(self, copier, meta: dict) -> None:
+        started = time.monotonic()
+        try:
+            with tempfile.TemporaryDirectory(dir=os.path.dirname(self._snap_path)) as tmp:
+                copier.copy(tmp)
+                size = _write_snapshot(self._snap_path, meta, os.path.join(tmp, "data.mdb"))
+            self._snap_state = SERIALIZER_STATE.SUCCESS
+            log.info(
+                "snapshot at index %d: %d bytes in %.3f s",
+                meta["last"][1],
+                size,
+                time.monotonic() - started,
+            )
+        except Exception:
+            log.exception("snapshot failed")
+            self._snap_state = SERIALIZER_STATE.FAILED
+        finally:
+            copier.close()
+
+    def _serialize_checker(self) -> int:
+        state = self._snap_state
+        if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
+            self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
+        return state
+
+    def _deserialize(self, path: str):
+        """Load a snapshot file (ours at start-up, or one received from the leader)."""
+        meta = read_snapshot_meta(path)
+        last = (bytes(meta["last"][0]), int(meta["last"][1]), int(meta["last"][2]))
+        prev = (bytes(meta["prev"][0]), int(meta["prev"][1]), int(meta["prev"][2]))
+        if last[1] > self.store.applied_index:
+            with tempfile.TemporaryDirectory(dir=os.path.dirname(self._snap_path)) as tmp:
+                extract_snapshot_data(path, os.path.join(tmp, "data.mdb"))
+                self.store.install(tmp)
+            log.info("installed snapshot at index %d", last[1])
+        return last, prev, [TCPNode(a) for a in meta["cluster"]]
+
+    # ---- role changes --------------------------------------------------------------------
+
+    def _on_state_changed(self, _old: int, new: int) -> None:
+        with self._role_cond:
+            self._role_events.append((_ROLES.get(new, ROLE_FOLLOWER), self._engine.raftCurrentTerm))
+            self._role_cond.notify_all()
+
+    def _dispatch_roles(self) -> None:
+        while True:
+            with self._role_cond:
+                while not self._role_events and not self._closed:
+                    self._role_cond.wait()
+                if self._closed:
+                    return
+                role, term = self._role_events.popleft()
+                subscribers = list(self._role_subscribers)
+            for callback in subscribers:
+                try:
+                    callback(role, term)
+                except Exception:
+                    log.exception("role subscriber failed")
+
+    def subscribe_role(self, callback: Callable[[str, int], None]) -> None:
+        with self._role_cond:
+            self._role_subscribers.append(callback)
+
+    # ---- fault injection (tests) ---------------------------------------------------------
+
+    def _poll_fault_file(self) -> None:
+        now = time.monotonic()
+        if now - self._fault_checked < 0.05:
+            return
+        self._fault_checked = now
+        try:
+            mtime = os.stat(self._fault_path).st_mtime
+        except FileNotFoundError:
+            if self.gate.blocked:
+                self.gate.blocked = frozenset()
+                log.warning("fault injection: partition healed")
+            self._fault_mtime = 0.0
+            return
+        if mtime != self._fault_mtime:
+            self._fault_mtime = mtime
+            with open(self._fault_path) as f:
+                self.gate.blocked = frozenset(line.strip() for line in f if line.strip())
+            log.warning("fault injection: blocked peers %s", sorted(self.gate.blocked))
+
+    # ---- the Replica interface -----------------------------------------------------------
+
+    def _check_disk(self) -> None:
+        now = time.monotonic()
+        if now - self._disk_checked > 0.5:
+            st = os.statvfs(self.cfg.data_dir)
+            self._disk_free = st.f_bavail * st.f_frsize
+            self._disk_checked = now
+        if self._disk_free < self.cfg.min_free_bytes:
+            raise DiskFull(
+                f"disk full on server {self.server_id}: {self._disk_free // 1024} KiB free, "
+                f"{self.cfg.min_free_bytes // 1024} KiB required to accept writes"
+            )
+
+    def propose(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
+        if self._closed:
+            raise Unavailable("server is shutting down")
+        if not self._engine._isLeader():
+            raise NotLeader(self.leader(), self._no_leader_reason())
+        self._check_disk()
+        try:
+            size = len(codec.packb(command))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"command cannot be encoded: {e}") from e
+        pending = _Pending(command, size)
+        self._queue.append(pending)
+        self._wake()
+        if not pending.event.wait(timeout):
+            raise Ambiguous("timed out waiting for the write to commit; retry with the same id")
+        if pending.error is not None:
+            raise pending.error
+        assert pending.result is not None
+        return pending.index, pending.result
+
+    def _no_leader_reason(self) -> str:
+        leader = self.leader()
+        if leader:
+            return f"not the leader (leader: {leader})"
+        if self._engine._SyncObj__raftState == 1:
+            return "no leader: election in progress"
+        return "no leader found"
+
+    def _confirm_leadership(self, deadline: float) -> int:
+        """ReadIndex: the commit index at the start, once a majority has confirmed us."""
+        engine = self._engine
+        if not engine._isLeader():
+            raise NotLeader(self.leader(), self._no_leader_reason())
+        term = engine.raftCurrentTerm
+        with self._lock:
+            self._read_seq += 1
+            seq = self._read_seq
+        read_index = max(engine.raftCommitIndex, engine._SyncObj__noopIDx or 0)
+        self._actions.append(self._heartbeat_now)
+        self._wake()
+        members = list(engine.otherNodes)
+        needed = (len(members) + 1) // 2 + 1
+
+        def confirmed() -> bool:
+            acks = 1 + sum(1 for n in members if self._acked_rs.get(n, 0) >= seq)
+            return acks >= needed
+
+        with self._cond:
+            while not confirmed():
+                left = deadline - time.monotonic()
+                if left <= 0 or not engine._isLeader() or engine.raftCurrentTerm != term:
+                    raise Unavailable("could not confirm leadership with a majority")
+                self._cond.wait(min(left, 0.05))
+            while engine.raftLastApplied < read_index:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise Unavailable("timed out applying up to the read index")
+                self._cond.wait(min(left, 0.05))
+        if not engine._isLeader() or engine.raftCurrentTerm != term:
+            raise Unavailable("leadership changed during the read")
+        return read_index
+
+    def _heartbeat_now(self) -> None:
+        self._engine._SyncObj__newAppendEntriesTime = 0
+
+    @contextmanager
+    def read(
+        self, consistency: str = "local", min_index: int = 0, timeout: float = 5.0
+    ) -> Iterator[ReadView]:
+        deadline = time.monotonic() + timeout
+        if consistency == CONSISTENCY_LINEARIZABLE:
+            self._confirm_leadership(deadline)
+        if min_index and not self.store.wait_applied(
+            min_index, max(0.0, deadline - time.monotonic())
+        ):
+            raise Unavailable(
+                f"applied index {self.store.applied_index} has not reached {min_index} in time"
+            )
+        with self.store.read() as view:
+            yield view
+
+    def is_leader(self) -> bool:
+        return self._engine._isLeader()
+
+    def leader(self) -> str | None:
+        node = self._engine._getLeader()
+        return getattr(node, "address", None)
+
+    def status(self) -> RaftStatus:
+        engine = self._engine
+        members = sorted([self.cfg.raft_address] + [n.address for n in engine.otherNodes])
+        role = _ROLES.get(engine._SyncObj__raftState, ROLE_FOLLOWER)
+        if len(members) == 1 and role == ROLE_LEADER:
+            role = ROLE_SOLO
+        return RaftStatus(
+            server_id=self.server_id,
+            raft_address=self.cfg.raft_address,
+            role=role,
+            term=engine.raftCurrentTerm,
+            log_index=self._last_log_index(),
+            commit_index=engine.raftCommitIndex,
+            applied_index=engine.raftLastApplied,
+            voted_for=engine._SyncObj__votedForNodeId,
+            leader=self.leader(),
+            members=members,
+            connected=sorted(n.address for n in engine.otherNodes if engine.isNodeConnected(n)),
+        )
+
+    def _last_log_index(self) -> int:
+        try:
+            return self.journal[-1][1]
+        except IndexError:  # the raft thread may be replacing the log right now
+            return 0
+
+    def _change_membership(self, kind: str, address: str, timeout: float) -> None:
+        with self._membership_lock:  # PySyncObj does not stop two concurrent changes
+            if not self._engine._isLeader():
+                raise NotLeader(self.leader(), self._no_leader_reason())
+            done = threading.Event()
+            outcome: list[int] = []
+
+            def callback(_res, err) -> None:
+                outcome.append(err)
+                done.set()
+
+            payload = codec.packb([kind, address, address])
+            self._actions.append(lambda: self._engine._applyCommand(payload, callback, _MEMBERSHIP))
+            self._wake()
+            if not done.wait(timeout):
+                raise Ambiguous(f"membership change ({kind} {address}) not confirmed in time")
+            if outcome[0] == FAIL_REASON.REQUEST_DENIED:
+                raise Unavailable(
+                    f"membership change ({kind} {address}) refused: another change is "
+                    "in progress, the server is already in that state, or the leader is new"
+                )
+            if outcome[0] != FAIL_REASON.SUCCESS:
+                raise self._failure(outcome[0])
+
+    def add_server(self, raft_address: str, timeout: float = 10.0) -> None:
+        self._change_membership("add", raft_address, timeout)
+
+    def remove_server(self, raft_address: str, timeout: float = 10.0) -> None:
+        if raft_address == self.cfg.raft_address:
+            # The leader cannot remove itself: hand leadership over, the caller retries there.
+            self._actions.append(lambda: self._engine.transferLeadership())
+            self._wake()
+            raise NotLeader(None, "leadership is being transferred; retry on the new leader")
+        self._change_membership("rem", raft_address, timeout)
+
+    def reset_server(self, raft_address: str) -> None:
+        """Make the leader resend the log to a follower from its last matched index."""
+        if not self._engine._isLeader():
+            raise NotLeader(self.leader(), self._no_leader_reason())
+
+        def reset() -> None:
+            engine = self._engine
+            for node in engine.otherNodes:
+                if node.address == raft_address:
+                    match = engine._SyncObj__raftMatchIndex.get(node, 0)
+                    engine._SyncObj__raftNextIndex[node] = max(match + 1, 1)
+
+        self._actions.append(reset)
+        self._wake()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._role_cond:
+            self._role_cond.notify_all()
+        self._engine.destroy_synchronous()
+        for p in list(self._queue):
+            p.error = Unavailable("server is shutting down")
+            p.event.set()

@@ -1,0 +1,107 @@
+"""Front-end to front-end transport: PySyncObj's TCP transport, hardened.
+
+- Wire format: PySyncObj pickles every message; we swap its codec for msgpack (and drop the
+  per-message zlib pass), so nothing received from a peer is ever unpickled. Every message
+  is also Fernet-authenticated with the cluster secret (PySyncObj's `password`), checked
+  before decoding: bytes from a peer without the secret are never deserialized.
+- Handshake: only a configured member's address is accepted as a peer's first message; the
+  utility commands (add/remove/status over the raft port) and read-only peers are refused.
+- Durability gate: while the journal holds entries that are not yet fsynced, outgoing
+  messages other than the leader's own append_entries are held and released by
+  `release()` after the sync; so no acknowledgement or vote leaves before its data is on
+  disk. The leader may ship entries before its own sync (Raft thesis 10.2.1): it counts
+  itself for commit only after the sync (see consensus.py).
+- Fault injection (tests only): messages to and from blocked peers are dropped.
+"""
+
+import logging
+import types
+from collections.abc import Callable
+
+import pysyncobj.tcp_connection as _tcp_connection
+from pysyncobj.transport import TCPTransport
+
+from raftcore import codec
+
+log = logging.getLogger(__name__)
+
+
+def _identity(data: bytes, *_args) -> bytes:
+    return data
+
+
+# PySyncObj's TcpConnection calls `pickle.dumps/loads` and `zlib.compress/decompress` through
+# these module globals; replacing them swaps the wire codec for every connection.
+_tcp_connection.pickle = types.SimpleNamespace(dumps=codec.packb, loads=codec.unpackb)
+_tcp_connection.zlib = types.SimpleNamespace(compress=_identity, decompress=_identity)
+
+
+class PeerTransport(TCPTransport):
+    """TCPTransport plus the durability gate, the strict handshake and fault injection."""
+
+    # Set by the adapter before SyncObj builds the transport (it passes only the class).
+    gate: "DurabilityGate | None" = None
+
+    def __init__(self, syncObj, selfNode, otherNodes) -> None:  # noqa: N803 (PySyncObj's names)
+        self._gate = PeerTransport.gate
+        if self._gate is not None:
+            self._gate.transport = self
+        super().__init__(syncObj, selfNode, otherNodes)
+
+    def _onIncomingMessageReceived(self, conn, message) -> None:  # noqa: N802
+        if self._syncObj.encryptor and not conn.sendRandKey:
+            super()._onIncomingMessageReceived(conn, message)
+            return
+        if not isinstance(message, str) or message not in self._nodeAddrToNode:
+            log.warning("refusing a peer connection that did not name a zone member")
+            conn.disconnect()
+            self._unknownConnections.discard(conn)
+            return
+        super()._onIncomingMessageReceived(conn, message)
+
+    def send(self, node, message) -> bool:
+        gate = self._gate
+        if gate is not None and gate.intercept(node, message):
+            return True
+        return super().send(node, message)
+
+    def send_now(self, node, message) -> bool:
+        return super().send(node, message)
+
+
+class DurabilityGate:
+    """Holds outgoing messages while the journal has unsynced data; drops blocked peers'."""
+
+    def __init__(self, journal_dirty: Callable[[], bool], is_leader: Callable[[], bool]) -> None:
+        self._journal_dirty = journal_dirty
+        self._is_leader = is_leader
+        self._held: list[tuple[object, dict]] = []
+        self.transport: PeerTransport | None = None
+        self.blocked: frozenset[str] = frozenset()
+        self.decorate: Callable[[object, dict], None] | None = None
+        self.unsafe_no_hold = False  # only for the test that proves the gate matters
+
+    def intercept(self, node, message: dict) -> bool:
+        """True when the message is dropped or held instead of sent now."""
+        if getattr(node, "address", None) in self.blocked:
+            return True
+        if self.decorate is not None and isinstance(message, dict):
+            self.decorate(node, message)
+        if self.unsafe_no_hold or not self._journal_dirty():
+            if self._held:
+                self._held.append((node, message))
+                return True
+            return False
+        if message.get("type") == "append_entries" and self._is_leader():
+            return False
+        self._held.append((node, message))
+        return True
+
+    def release(self) -> None:
+        """Send what was held; call only when the journal is synced."""
+        if not self._held or self.transport is None:
+            return
+        held, self._held = self._held, []
+        for node, message in held:
+            if getattr(node, "address", None) not in self.blocked:
+                self.transport.send_now(node, message)
