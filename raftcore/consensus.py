@@ -380,8 +380,19 @@ class RaftReplica:
             echo = self._echo
             if echo is not None and echo[0] == node and echo[1] is not None:
                 message["rs"] = echo[1]
-            if self.ack_trace is not None and message.get("success"):
-                self.ack_trace.append((message["next_node_idx"] - 1, self.journal.synced_index))
+
+    def trace_acks(self) -> list[tuple[int, int]]:
+        """Record (acknowledged index, synced index) as each success ack leaves (tests)."""
+        self.ack_trace = []
+
+        def on_send(_node, message) -> None:
+            if isinstance(message, dict) and message.get("type") == "next_node_idx":
+                if message.get("success"):
+                    synced = self.journal.synced_index
+                    self.ack_trace.append((message["next_node_idx"] - 1, synced))
+
+        self.gate.on_send = on_send
+        return self.ack_trace
 
     def _on_message(self, node, message) -> None:
         if not isinstance(message, dict) or getattr(node, "address", None) in self.gate.blocked:

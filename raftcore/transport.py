@@ -63,9 +63,12 @@ class PeerTransport(TCPTransport):
         gate = self._gate
         if gate is not None and gate.intercept(node, message):
             return True
-        return super().send(node, message)
+        return self.send_now(node, message)
 
     def send_now(self, node, message) -> bool:
+        gate = self._gate
+        if gate is not None and gate.on_send is not None:
+            gate.on_send(node, message)
         return super().send(node, message)
 
 
@@ -79,6 +82,7 @@ class DurabilityGate:
         self.transport: PeerTransport | None = None
         self.blocked: frozenset[str] = frozenset()
         self.decorate: Callable[[object, dict], None] | None = None
+        self.on_send: Callable[[object, dict], None] | None = None  # tracing, when set
         self.unsafe_no_hold = False  # only for the test that proves the gate matters
 
     def intercept(self, node, message: dict) -> bool:
