@@ -255,7 +255,7 @@ class RaftReplica:
             leaderFallbackTimeout=cfg.leader_fallback_timeout,
             connectionTimeout=max(3.5, cfg.election_timeout_max * 2),
             connectionRetryTime=0.2,
-            appendEntriesBatchSizeBytes=64 * 1024 * 1024,
+            appendEntriesBatchSizeBytes=16 * 1024 * 1024,
             sendBufferSize=1 << 20,
             recvBufferSize=1 << 20,
             logCompactionMinEntries=cfg.snapshot_min_entries,

@@ -15,6 +15,7 @@
 """
 
 import logging
+import struct
 import types
 from collections.abc import Callable
 
@@ -34,6 +35,26 @@ def _identity(data: bytes, *_args) -> bytes:
 # these module globals; replacing them swaps the wire codec for every connection.
 _tcp_connection.pickle = types.SimpleNamespace(dumps=codec.packb, loads=codec.unpackb)
 _tcp_connection.zlib = types.SimpleNamespace(compress=_identity, decompress=_identity)
+
+# A frame longer than any message we send is an attack or garbage: drop the connection
+# instead of buffering up to 2 GiB waiting for it.
+MAX_WIRE_MESSAGE = 64 * 1024 * 1024
+_TcpConnection = _tcp_connection.TcpConnection
+_parse_message = _TcpConnection._TcpConnection__processParseMessage
+
+
+def _bounded_parse_message(conn):
+    buffer = conn._TcpConnection__readBuffer
+    if len(buffer) >= 4:
+        (length,) = struct.unpack("i", buffer[:4])
+        if length < 0 or length > MAX_WIRE_MESSAGE:
+            log.warning("dropping a peer connection announcing a %d-byte frame", length)
+            conn.disconnect()
+            return None
+    return _parse_message(conn)
+
+
+_TcpConnection._TcpConnection__processParseMessage = _bounded_parse_message
 
 
 class PeerTransport(TCPTransport):
