@@ -1,0 +1,153 @@
+"""Who is calling, and may they: tokens, peer signatures, and the table of requirements.
+
+Clients send `authorization: Bearer <token>` (a token from AuthService.Login). Tokens are
+validated against the replicated store: the sha256 of the token must be in the "tokens"
+db, not expired against this front-end's wall clock, and its user must be enabled.
+
+Front-ends calling each other (ZoneService.LocalStatus) sign with the cluster secret:
+`x-one-peer: <server_id>:<unix_ts>:<hex hmac-sha256(secret, "<server_id>:<unix_ts>")>`,
+accepted within PEER_SKEW seconds of this front-end's clock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+from raftcore import schema
+from raftcore.auth import token_hash
+from raftcore.replica import CONSISTENCY_LOCAL
+from zones.api.errors import ApiError, denied, unauthenticated
+
+AUTH_KEY = "authorization"
+PEER_KEY = "x-one-peer"
+FORWARDED_KEY = "x-one-forwarded"
+PEER_SKEW = 60.0
+ADMIN_UID = 0
+
+
+class Need(Enum):
+    NOTHING = "nothing"
+    TOKEN = "token"  # any valid token
+    ADMIN = "admin"  # a valid token of oneadmin (uid 0)
+    TOKEN_OR_PEER = "token_or_peer"  # a valid token, or a front-end's peer signature
+
+
+# What each RPC needs before its handler runs. Every RPC served must be listed here:
+# an RPC missing from the table is refused (see Authenticator.authenticate).
+REQUIREMENTS: dict[str, Need] = {
+    "/one.v1.AuthService/Login": Need.NOTHING,
+    "/one.v1.AuthService/Logout": Need.TOKEN,
+    "/one.v1.KVService/Put": Need.TOKEN,
+    "/one.v1.KVService/Get": Need.TOKEN,
+    "/one.v1.KVService/Delete": Need.TOKEN,
+    "/one.v1.ZoneService/Info": Need.TOKEN,
+    "/one.v1.ZoneService/LocalStatus": Need.TOKEN_OR_PEER,
+    "/one.v1.ZoneService/ServerAdd": Need.ADMIN,
+    "/one.v1.ZoneService/ServerDel": Need.ADMIN,
+    "/one.v1.ZoneService/ServerReset": Need.ADMIN,
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated party of a call."""
+
+    uid: int  # -1 for a peer front-end or an anonymous call (Login)
+    token_hash: str | None = None
+    peer_id: int | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.uid == ADMIN_UID
+
+
+ANONYMOUS = Caller(uid=-1)
+
+
+class UnknownToken(ApiError):
+    """The token is not in this front-end's store (yet): a follower may ask the leader."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            unauthenticated("invalid token").code,
+            "invalid token: unknown or revoked (log in again)",
+        )
+
+
+def sign_peer(secret: str, server_id: int, now: float | None = None) -> str:
+    """The x-one-peer value a front-end sends to another one."""
+    ts = int(time.time() if now is None else now)
+    msg = f"{server_id}:{ts}"
+    mac = hmac.new(secret.encode(), msg.encode(), hashlib.sha256).hexdigest()
+    return f"{msg}:{mac}"
+
+
+def verify_peer(secret: str, value: str, now: float | None = None) -> int:
+    """The server id of a valid x-one-peer value; raises ApiError otherwise."""
+    parts = value.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        raise unauthenticated("malformed x-one-peer metadata")
+    server_id, ts, mac = int(parts[0]), int(parts[1]), parts[2]
+    expected = hmac.new(secret.encode(), f"{parts[0]}:{parts[1]}".encode(), hashlib.sha256)
+    if not hmac.compare_digest(expected.hexdigest(), mac):
+        raise unauthenticated("bad peer signature (is the cluster secret the same everywhere?)")
+    skew = abs((time.time() if now is None else now) - ts)
+    if skew > PEER_SKEW:
+        raise unauthenticated(f"peer signature is {skew:.0f} s off this front-end's clock")
+    return server_id
+
+
+def bearer(metadata: dict[str, str]) -> str | None:
+    """The token of `authorization: Bearer <token>`; None if absent, ApiError if malformed."""
+    value = metadata.get(AUTH_KEY)
+    if value is None:
+        return None
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise unauthenticated("malformed authorization metadata (expected 'Bearer <token>')")
+    return token
+
+
+class Authenticator:
+    def __init__(self, replica, secret: str) -> None:
+        self._replica = replica
+        self._secret = secret
+
+    def authenticate(self, method: str, metadata: dict[str, str]) -> Caller:
+        need = REQUIREMENTS.get(method)
+        if need is None:
+            raise denied(f"{method} is not in the authorization table")
+        if need is Need.NOTHING:
+            return ANONYMOUS
+        if need is Need.TOKEN_OR_PEER and PEER_KEY in metadata and AUTH_KEY not in metadata:
+            return Caller(uid=-1, peer_id=verify_peer(self._secret, metadata[PEER_KEY]))
+        token = bearer(metadata)
+        if token is None:
+            raise unauthenticated(
+                "authentication required: send metadata 'authorization: Bearer <token>' "
+                "(get a token with AuthService.Login)"
+            )
+        caller = self.check_token(token)
+        if need is Need.ADMIN and not caller.is_admin:
+            raise denied(f"{method} requires oneadmin (uid 0); you are uid {caller.uid}")
+        return caller
+
+    def check_token(self, token: str, now_ms: int | None = None) -> Caller:
+        thash = token_hash(token)
+        with self._replica.read(CONSISTENCY_LOCAL) as view:
+            record = view.get(schema.TOKENS, schema.str_key(thash))
+            if record is None:
+                raise UnknownToken()
+            now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+            if record.get("expires", 0) <= now_ms:
+                raise unauthenticated("token expired (log in again)")
+            uid = record.get("uid")
+            user = view.get(schema.USERS, schema.id_key(uid)) if isinstance(uid, int) else None
+            if user is None or not user.get("enabled", False):
+                raise unauthenticated(f"user {uid} is disabled or does not exist")
+        return Caller(uid=uid, token_hash=thash)

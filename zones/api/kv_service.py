@@ -1,0 +1,113 @@
+"""KVService: a small replicated key/value store (tests and benchmarks)."""
+
+from __future__ import annotations
+
+from raftcore import schema
+from raftcore.replica import CONSISTENCY_LINEARIZABLE, CONSISTENCY_LOCAL
+from zones.api.core import Api, Rpc
+from zones.api.errors import invalid
+from zones.api.gen import common_pb2, kv_pb2, kv_pb2_grpc
+
+MAX_KEY_BYTES = 512
+MAX_VALUE_BYTES = 1 << 20
+_SERVICE = "/one.v1.KVService/"
+
+
+def _check_key(key: str) -> None:
+    if not key:
+        raise invalid("key must not be empty")
+    size = len(key.encode("utf-8"))
+    if size > MAX_KEY_BYTES:
+        raise invalid(f"key of {size} bytes exceeds the limit of {MAX_KEY_BYTES} bytes")
+
+
+def _check_put(request: kv_pb2.PutRequest) -> None:
+    _check_key(request.key)
+    if len(request.value) > MAX_VALUE_BYTES:
+        raise invalid(
+            f"value of {len(request.value)} bytes exceeds the limit of {MAX_VALUE_BYTES} bytes"
+        )
+
+
+def _check_get(request: kv_pb2.GetRequest) -> None:
+    _check_key(request.key)
+    if request.options.consistency not in (common_pb2.LOCAL, common_pb2.LINEARIZABLE):
+        raise invalid(f"unknown consistency {request.options.consistency}")
+
+
+def _check_delete(request: kv_pb2.DeleteRequest) -> None:
+    _check_key(request.key)
+
+
+def _options_rid():
+    def get(req):
+        return req.options.request_id
+
+    def put(req, rid):
+        req.options.request_id = rid
+
+    return get, put
+
+
+PUT = Rpc(
+    _SERVICE + "Put", kv_pb2.PutResponse, leader_only=True, rid=_options_rid(), validate=_check_put
+)
+GET = Rpc(
+    _SERVICE + "Get",
+    kv_pb2.GetResponse,
+    leader_only=lambda req: req.options.consistency == common_pb2.LINEARIZABLE,
+    validate=_check_get,
+)
+DELETE = Rpc(
+    _SERVICE + "Delete",
+    kv_pb2.DeleteResponse,
+    leader_only=True,
+    rid=_options_rid(),
+    validate=_check_delete,
+)
+
+
+class KVService(kv_pb2_grpc.KVServiceServicer):
+    def __init__(self, api: Api) -> None:
+        self.api = api
+
+    def Put(self, request, context):
+        return self.api.handle(PUT, request, context, self._put)
+
+    def Get(self, request, context):
+        return self.api.handle(GET, request, context, self._get)
+
+    def Delete(self, request, context):
+        return self.api.handle(DELETE, request, context, self._delete)
+
+    def _put(self, request, context, caller):
+        value = self.api.propose(
+            "kv.put",
+            {"key": request.key, "value": request.value},
+            request.options.request_id,
+            caller,
+            context,
+        )
+        return kv_pb2.PutResponse(index=value["index"])
+
+    def _delete(self, request, context, caller):
+        value = self.api.propose(
+            "kv.delete", {"key": request.key}, request.options.request_id, caller, context
+        )
+        return kv_pb2.DeleteResponse(deleted=value["deleted"], index=value["index"])
+
+    def _get(self, request, context, caller):
+        opts = request.options
+        consistency = (
+            CONSISTENCY_LINEARIZABLE
+            if opts.consistency == common_pb2.LINEARIZABLE
+            else CONSISTENCY_LOCAL
+        )
+        with self.api.read(consistency, opts.min_index, context) as view:
+            record = view.get(schema.KV, schema.str_key(request.key))
+            applied = view.applied_index
+        if record is None:
+            return kv_pb2.GetResponse(found=False, applied_index=applied)
+        return kv_pb2.GetResponse(
+            found=True, value=record["value"], revision=record["rev"], applied_index=applied
+        )

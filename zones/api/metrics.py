@@ -1,0 +1,112 @@
+"""Prometheus metrics of one front-end (its own registry, served on metrics_address)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client.core import GaugeMetricFamily
+
+from zones.config import split_address
+
+log = logging.getLogger(__name__)
+
+_LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+)  # fmt: skip
+
+
+class RaftCollector:
+    """Raft gauges read from replica.status() at scrape time."""
+
+    def __init__(self, replica, server_id: int) -> None:
+        self._replica = replica
+        self._server_id = str(server_id)
+
+    def describe(self):
+        return []
+
+    def collect(self):
+        try:
+            st = self._replica.status()
+        except Exception as e:  # a scrape must never break the server
+            log.debug("raft status for metrics failed: %s", e)
+            return
+        labels = ["server_id"]
+        for name, doc, value in (
+            ("one_raft_term", "Current raft term", st.term),
+            ("one_raft_log_index", "Last raft log index", st.log_index),
+            ("one_raft_commit_index", "Raft commit index", st.commit_index),
+            ("one_raft_applied_index", "Index applied to the state store", st.applied_index),
+            ("one_raft_is_leader", "1 if this front-end is the leader", st.role == "leader"),
+            ("one_raft_members", "Servers in the raft configuration", len(st.members)),
+        ):
+            g = GaugeMetricFamily(name, doc, labels=labels)
+            g.add_metric([self._server_id], float(value))
+            yield g
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self._requests = Counter(
+            "one_grpc_requests",
+            "gRPC calls served, by method and status code",
+            ["method", "code"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "one_grpc_request_seconds",
+            "gRPC call latency, by method",
+            ["method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.forwarded = Counter(
+            "one_grpc_forwarded",
+            "Calls forwarded to the leader, by method",
+            ["method"],
+            registry=self.registry,
+        )
+        self.propose_seconds = Histogram(
+            "one_propose_seconds",
+            "Time from propose to the applied result on this front-end (leader)",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.apply_seconds = Histogram(
+            "one_apply_seconds",
+            "Time to apply one committed log entry to the state store",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._children: dict = {}
+        self._lock = threading.Lock()
+        self._http = None
+
+    def add_raft(self, replica, server_id: int) -> None:
+        self.registry.register(RaftCollector(replica, server_id))
+
+    def observe(self, method: str, code: str, seconds: float) -> None:
+        key = (method, code)
+        pair = self._children.get(key)
+        if pair is None:
+            with self._lock:
+                pair = (self._requests.labels(method, code), self._latency.labels(method))
+                self._children[key] = pair
+        pair[0].inc()
+        pair[1].observe(seconds)
+
+    def serve(self, address: str) -> int:
+        """Serve /metrics on host:port (port 0: any); returns the bound port."""
+        host, port = split_address(address)
+        host = host.strip("[]")
+        self._http, _thread = start_http_server(port, addr=host, registry=self.registry)
+        return self._http.server_port
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.shutdown()
+            self._http.server_close()
+            self._http = None

@@ -1,0 +1,88 @@
+"""The gRPC server of one front-end: the services, health, reflection, TLS."""
+
+from __future__ import annotations
+
+import logging
+from concurrent import futures
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from zones.api.auth_service import AuthService
+from zones.api.core import Api
+from zones.api.gen import auth_pb2, auth_pb2_grpc, kv_pb2, kv_pb2_grpc, zone_pb2, zone_pb2_grpc
+from zones.api.kv_service import KVService
+from zones.api.zone_service import ZoneService
+
+log = logging.getLogger(__name__)
+
+# Room for a 1 MiB KV value plus envelope, so an oversized value gets our own clear
+# INVALID_ARGUMENT instead of gRPC's generic RESOURCE_EXHAUSTED.
+MAX_MESSAGE = 8 << 20
+
+SERVICE_NAMES = (
+    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
+    kv_pb2.DESCRIPTOR.services_by_name["KVService"].full_name,
+    zone_pb2.DESCRIPTOR.services_by_name["ZoneService"].full_name,
+)
+
+
+def server_credentials(tls) -> grpc.ServerCredentials:
+    cert, key, client_ca, _ca = tls.read()
+    return grpc.ssl_server_credentials(
+        [(key, cert)], root_certificates=client_ca, require_client_auth=client_ca is not None
+    )
+
+
+def channel_credentials(tls) -> grpc.ChannelCredentials:
+    """Credentials this front-end uses to call the others (its cert doubles as client cert)."""
+    cert, key, _client_ca, ca = tls.read()
+    return grpc.ssl_channel_credentials(
+        root_certificates=ca, private_key=key, certificate_chain=cert
+    )
+
+
+class ApiServer:
+    """A started gRPC server bound to exactly one address."""
+
+    def __init__(self, api: Api, address: str, tls=None, workers: int = 64) -> None:
+        self.api = api
+        self._pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc")
+        self.server = grpc.server(
+            self._pool,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=workers * 4,
+        )
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(api), self.server)
+        kv_pb2_grpc.add_KVServiceServicer_to_server(KVService(api), self.server)
+        zone_pb2_grpc.add_ZoneServiceServicer_to_server(ZoneService(api), self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        try:
+            if tls is not None:
+                self.port = self.server.add_secure_port(address, server_credentials(tls))
+            else:
+                self.port = self.server.add_insecure_port(address)
+        except RuntimeError:
+            self.port = 0
+        if not self.port:
+            raise OSError(f"cannot bind the gRPC server to {address}")
+        self.address = address
+
+    def start(self) -> None:
+        self.server.start()
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    def stop(self, grace: float = 2.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait(grace + 1.0)
+        self._pool.shutdown(wait=False, cancel_futures=True)
