@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import math
 import multiprocessing
+import os
 import sys
 import time
 import traceback
@@ -289,6 +290,37 @@ def default_processes(clients: int) -> int:
     take CPU from the server. ``run`` warns when the generator gets near a full core.
     """
     return 1
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user + system, all threads) used so far by ``pid``; None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+
+
+class CpuMeter:
+    """Cores used by a set of processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: list[int]):
+        self.pids = list(pids)
+
+    def start(self) -> CpuMeter:
+        self.t0 = time.monotonic()
+        self.c0 = [proc_cpu_s(p) for p in self.pids]
+        return self
+
+    def stop(self) -> list[float | None]:
+        dt = time.monotonic() - self.t0
+        out = []
+        for pid, c0 in zip(self.pids, self.c0, strict=True):
+            c1 = proc_cpu_s(pid)
+            out.append(round((c1 - c0) / dt, 2) if c0 is not None and c1 is not None else None)
+        return out
 
 
 def log(msg: str) -> None:
