@@ -143,7 +143,7 @@ class Lab:
         self.auth_file = self.dir / "one_auth"
         self.fes: list[FrontendInfo] = []
         self._procs: dict[int, subprocess.Popen] = {}
-        self._clients: list[Client] = []
+        self._clients: dict[int, Client] = {}
         self._channels: dict[int, grpc.Channel] = {}
         self._token: str | None = None
         self._lock = threading.RLock()
@@ -169,7 +169,7 @@ class Lab:
     def down(self, timeout: float = 10.0) -> None:
         """Stop every front-end: SIGTERM, then SIGKILL after `timeout` (by pid)."""
         with self._lock:
-            for c in self._clients:
+            for c in self._clients.values():
                 c.close()
             self._clients.clear()
             for ch in self._channels.values():
@@ -347,16 +347,18 @@ class Lab:
             return self._token
 
     def client(self, i: int | None = None, timeout: float = 10.0) -> Client:
-        """A Client of front-end i (the leader if None) logged in as oneadmin.
+        """The Client of front-end i (the leader if None), logged in as oneadmin.
 
-        Has `.kv`, `.zone`, `.auth` stubs, `.token` and `.metadata`; closed by down().
+        Has `.kv`, `.zone`, `.auth` stubs, `.token` and `.metadata`. One cached client per
+        front-end (its channel reconnects after a restart); closed by down().
         """
         if i is None:
             i = self.leader_index(timeout)
-        c = Client(self.fes[i].grpc, token=self.token(timeout))
         with self._lock:
-            self._clients.append(c)
-        return c
+            c = self._clients.get(i)
+            if c is None:
+                c = self._clients[i] = Client(self.fes[i].grpc, token=self.token(timeout))
+            return c
 
     def _login(self, deadline: float) -> str:
         user, password = "oneadmin", self.password
@@ -367,7 +369,9 @@ class Lab:
                     continue
                 try:
                     with Client(self.fes[i].grpc) as c:
-                        c.login(user, password, timeout=max(0.5, min(3.0, deadline - time.monotonic())))
+                        c.login(
+                            user, password, timeout=max(0.5, min(3.0, deadline - time.monotonic()))
+                        )
                         return c.token
                 except grpc.RpcError as e:
                     last = f"fe{i}: {e.code().name}: {e.details()}"
@@ -556,8 +560,20 @@ class Lab:
 # --- command line ---------------------------------------------------------------------
 
 
+def _new_lab(args) -> Lab:
+    overrides = {"replica": "local"} if args.replica == "local" else {}
+    if args.replica == "local" and args.frontends != 1:
+        raise LabError("--replica local runs a single front-end: use --frontends 1")
+    return Lab(
+        args.dir,
+        frontends=args.frontends,
+        fault_injection=args.fault_injection,
+        raft_overrides=overrides,
+    )
+
+
 def _cmd_up(args) -> int:
-    lab = Lab(args.dir, frontends=args.frontends, fault_injection=args.fault_injection)
+    lab = _new_lab(args)
     lab.up(timeout=args.timeout)
     print(json.dumps(lab.describe()))
     return 0
@@ -584,7 +600,7 @@ def _cmd_run(args) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    lab = Lab(args.dir, frontends=args.frontends, fault_injection=args.fault_injection)
+    lab = _new_lab(args)
     print(f"lab: starting {args.frontends} front-end(s) in {lab.dir} ...", flush=True)
     try:
         lab.up(timeout=args.timeout)
@@ -622,6 +638,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--dir", required=True)
         p.add_argument("--timeout", type=float, default=60.0, help="start-up timeout (s)")
         p.add_argument("--fault-injection", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument(
+            "--replica",
+            choices=("raft", "local"),
+            default="raft",
+            help="local: single-server test/dev mode without raft (with --frontends 1)",
+        )
     p = sub.add_parser("down", help="stop the lab zone in DIR")
     p.add_argument("--dir", required=True)
     p.add_argument("--timeout", type=float, default=10.0)

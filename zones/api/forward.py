@@ -83,6 +83,8 @@ class Forwarder:
         self._replica = replica
         self._config = config
         self.channels = channels
+        # How long to look for a reachable leader: about two election rounds.
+        self.leaderless_wait = max(1.0, 2 * config.raft.election_timeout_max)
 
     def grpc_endpoint(self, raft_address: str) -> str | None:
         """The gRPC endpoint of the server whose raft endpoint is `raft_address`."""
@@ -127,9 +129,13 @@ class Forwarder:
         md = [(k, v) for k, v in metadata.items() if not k.startswith(_SKIP_KEYS)]
         md.append((FORWARDED_KEY, "1"))
         last: ApiError | None = None
+        # No new attempt after this: without a reachable leader, fail fast (like
+        # OpenNebula's "oned cluster in election mode") rather than hang until the deadline.
+        retry_until = time.monotonic() + self.leaderless_wait
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0.001:
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0.001 or (last is not None and now >= retry_until):
                 break
             endpoint = self.leader_endpoint()
             if endpoint is None:

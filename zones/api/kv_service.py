@@ -8,7 +8,8 @@ from zones.api.core import Api, Rpc
 from zones.api.errors import invalid
 from zones.api.gen import common_pb2, kv_pb2, kv_pb2_grpc
 
-MAX_KEY_BYTES = 512
+# LMDB's largest key is 511 bytes (env.max_key_size()); a longer one cannot be stored.
+MAX_KEY_BYTES = 511
 MAX_VALUE_BYTES = 1 << 20
 _SERVICE = "/one.v1.KVService/"
 
