@@ -38,9 +38,7 @@ def add_global_args(parser: argparse.ArgumentParser, sub: bool = False) -> None:
     SUPPRESS, so `onezone --json show` and `onezone show --json` both work."""
     d = {"default": argparse.SUPPRESS} if sub else {}
     g = parser.add_argument_group("global options")
-    g.add_argument(
-        "--endpoint", help="front-end gRPC endpoint(s) host:port[,host:port...]", **d
-    )
+    g.add_argument("--endpoint", help="front-end gRPC endpoint(s) host:port[,host:port...]", **d)
     g.add_argument("--user", help="user name (default: from ONE_AUTH / ~/.one/one_auth)", **d)
     g.add_argument("--password", help="password (prompted if --user is given without it)", **d)
     g.add_argument("-j", "--json", action="store_true", help="print JSON", **d)
@@ -193,7 +191,9 @@ def console(file=None, plain: bool | None = None) -> Console:
     return Console(file=file, highlight=False)
 
 
-def table(columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> Table:
+def table(
+    columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()
+) -> Table:
     t = Table(box=None, show_edge=False, pad_edge=False, header_style="bold", padding=(0, 1))
     for col in columns:
         t.add_column(col, justify="right" if col in right else "left", no_wrap=True)
