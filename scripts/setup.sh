@@ -26,8 +26,8 @@ if [ ! -x .venv/bin/python ]; then
     "$PY" -m venv .venv
 fi
 
-stamp_src=$(cat pyproject.toml proto/*.proto scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ ! -f .setup-stamp ] || [ "$(cat .setup-stamp)" != "$stamp_src" ] || [ ! -d zones/api/gen ]; then
+stamp_src=$(cat pyproject.toml proto/*.proto bench/*.proto scripts/setup.sh scripts/gen_proto.py | sha256sum | cut -d' ' -f1)
+if [ ! -f .setup-stamp ] || [ "$(cat .setup-stamp)" != "$stamp_src" ] || [ ! -d zones/api/gen ] || [ ! -d bench/gen ]; then
     .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
     .venv/bin/python -m scripts.gen_proto
     echo "$stamp_src" > .setup-stamp
