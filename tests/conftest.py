@@ -134,10 +134,10 @@ class Zone:
             return [v for _, v in view.iter(schema.SERVERS)]
 
 
-def start_zone(tmp_path: Path, n: int = 1, password: str = "admin-password-1") -> Zone:
+def start_zone(tmp_path: Path, n: int = 1, password: str = "admin-password-1", **top) -> Zone:
     (tmp_path / "one_auth").write_text(f"oneadmin:{password}\n")
     os.chmod(tmp_path / "one_auth", 0o600)
-    config = from_dict(config_dict(tmp_path, n), base=tmp_path)
+    config = from_dict(config_dict(tmp_path, n, **top), base=tmp_path)
     store = Store(str(tmp_path / "state"), map_size=64 << 20)
     replica = LocalReplica(store, server_id=0, raft_address=config.raft_address)
     fe = Frontend(config, replica=replica, store=store).start()
