@@ -71,6 +71,8 @@ class RaftConfig:
     leader_fallback_timeout: float = 1.0
     snapshot_min_entries: int = 10000
     fault_injection: bool = False
+    # Writes are refused (RESOURCE_EXHAUSTED) while the data dir has less free space.
+    min_free_bytes: int = 64 * 1024 * 1024
     # "raft" (the real consensus) or "local": a test/dev-only single-server mode that
     # applies commands in-process without a raft log (raftcore.fake.LocalReplica).
     replica: str = "raft"

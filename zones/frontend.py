@@ -46,6 +46,7 @@ def make_replica(config: Config, store: Store, secret: str):
         leader_fallback_timeout=r.leader_fallback_timeout,
         snapshot_min_entries=r.snapshot_min_entries,
         fault_injection=r.fault_injection,
+        min_free_bytes=r.min_free_bytes,
     )
     return RaftReplica(cfg, store)
 
