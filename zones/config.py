@@ -405,6 +405,7 @@ def _raft(data: dict, where: str) -> RaftConfig:
         leader_fallback_timeout=t.number("leader_fallback_timeout", d.leader_fallback_timeout),
         snapshot_min_entries=t.integer("snapshot_min_entries", d.snapshot_min_entries, 1),
         fault_injection=t.get("fault_injection", bool, d.fault_injection, "true or false"),
+        min_free_bytes=t.integer("min_free_bytes", d.min_free_bytes, 0),
         replica=t.string("replica", d.replica),
     )
     t.check_unknown()

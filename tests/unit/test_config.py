@@ -69,6 +69,7 @@ election_timeout_max = 2.5
     assert cfg.secret_file == str(tmp_path / "secret")
     assert cfg.log_level == "debug"
     assert cfg.raft.election_timeout_max == 2.5
+    assert cfg.raft.min_free_bytes == 64 * 1024 * 1024
 
 
 BAD = [
@@ -96,6 +97,7 @@ BAD = [
     ("raft.heartbeat", 0.1, "[raft] heartbeat: must be less than a third of election_timeout_min"),
     ("raft.election_timeout_max", 0.1, "[raft] election_timeout_max: must be greater than"),
     ("raft.snapshot_min_entries", 0, "[raft] snapshot_min_entries: must be >= 1"),
+    ("raft.min_free_bytes", -1, "[raft] min_free_bytes: must be >= 0"),
     ("raft.fault_injection", "yes", "[raft] fault_injection: must be true or false"),
     ("raft.replica", "paxos", "[raft] replica: must be one of raft, local"),
     ("raft.typo", 1, "[raft] : unknown key(s): typo"),
