@@ -235,8 +235,6 @@ class RaftReplica:
         self._role_cond = threading.Condition()
         self._membership_lock = threading.Lock()
         self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
-        self._disk_checked = 0.0
-        self._disk_free = 1 << 62
         self._closed = False
         self.ack_trace: list[tuple[int, int]] | None = None  # (acked index, synced index)
         self.gate = DurabilityGate(lambda: self.journal.dirty, self.is_leader)
@@ -323,6 +321,14 @@ class RaftReplica:
             while self._queue:
                 p = self._queue.popleft()
                 p.error = NotLeader(leader)
+                p.event.set()
+            return
+        try:
+            self._check_disk()
+        except DiskFull as e:
+            while self._queue:
+                p = self._queue.popleft()
+                p.error = e
                 p.event.set()
             return
         while self._queue:
@@ -588,14 +594,12 @@ class RaftReplica:
     # ---- the Replica interface -----------------------------------------------------------
 
     def _check_disk(self) -> None:
-        now = time.monotonic()
-        if now - self._disk_checked > 0.5:
-            st = os.statvfs(self.cfg.data_dir)
-            self._disk_free = st.f_bavail * st.f_frsize
-            self._disk_checked = now
-        if self._disk_free < self.cfg.min_free_bytes:
+        # statvfs costs a microsecond or two: ask every time rather than trust a stale answer.
+        st = os.statvfs(self.cfg.data_dir)
+        free = st.f_bavail * st.f_frsize
+        if free < self.cfg.min_free_bytes:
             raise DiskFull(
-                f"disk full on server {self.server_id}: {self._disk_free // 1024} KiB free, "
+                f"disk full on server {self.server_id}: {free // 1024} KiB free, "
                 f"{self.cfg.min_free_bytes // 1024} KiB required to accept writes"
             )
 

@@ -10,6 +10,7 @@ On open, a torn last record (short, or failing its CRC, at the end of the file) 
 and reported; damage followed by more data is corruption and refuses to open.
 """
 
+import errno
 import logging
 import os
 import struct
@@ -191,7 +192,8 @@ class DurableJournal:
         try:
             written = os.pwrite(self._fd, record, self._size)
             if written != len(record):
-                raise OSError(f"short write to {self._log_path}")
+                # A short write to a regular file means the filesystem is full.
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self._log_path)
         except OSError:
             # Leave file and memory as they were (ENOSPC, EIO): the record never happened.
             os.ftruncate(self._fd, self._size)
