@@ -236,6 +236,7 @@ class RaftReplica:
         self._membership_lock = threading.Lock()
         self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
         self._closed = False
+        self._last_warning = 0.0
         self.ack_trace: list[tuple[int, int]] | None = None  # (acked index, synced index)
         self.gate = DurabilityGate(lambda: self.journal.dirty, self.is_leader)
         self.gate.decorate = self._decorate
@@ -419,6 +420,10 @@ class RaftReplica:
             self._echo = (node, message.get("rs"))
             try:
                 engine.original_on_message(node, message)
+            except OSError as e:
+                # Journal write failed (disk full, I/O error): no ack leaves, the leader
+                # resends, and we catch up once the disk recovers.
+                self._warn_rate_limited(f"cannot append to the journal: {e}")
             finally:
                 self._echo = None
             return
@@ -427,6 +432,12 @@ class RaftReplica:
                 self._acked_rs[node] = message["rs"]
                 self._progress = True
         engine.original_on_message(node, message)
+
+    def _warn_rate_limited(self, text: str) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= 5.0:
+            self._last_warning = now
+            log.error("%s", text)
 
     def _receive_snapshot_chunk(self, node, message: dict) -> None:
         engine = self._engine

@@ -87,6 +87,9 @@ def test_full_disk_on_a_follower_does_not_stop_the_zone_and_it_catches_up(tmp_pa
             acked.update({f"b{i}": put(lab, f"b{i}", value=b"y" * 2000) for i in range(200)})
             assert lab.running(follower)
             log = lab.frontend(follower).log
-            wait_for(lambda: "No space left" in open(log).read(), what="the follower hit ENOSPC")
+            wait_for(
+                lambda: "cannot append to the journal" in open(log).read(),
+                what="the follower hit ENOSPC",
+            )
             os.unlink(ballast)
             all_present(lab, acked, servers=[follower])
