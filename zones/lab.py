@@ -224,6 +224,66 @@ class Lab:
                 self._save()
             return proc.pid
 
+    def add_frontend(self, timeout: float = 15.0) -> int:
+        """Grow the zone by one front-end: ServerAdd through the leader, then start it
+        with a config listing every current server plus itself. Returns its index (which
+        is also its server id only while no server was deleted: see .frontend(i).id)."""
+        with self._lock:
+            used = {
+                int(a.rsplit(":", 1)[1]) for fe in self.fes for a in (fe.grpc, fe.raft, fe.metrics)
+            }
+            ports = []
+            while len(ports) < 3:
+                p = free_port()
+                if p not in used and p not in ports:
+                    ports.append(p)
+            i = len(self.fes)
+            request = zone_pb2.ServerAddRequest(
+                name=f"fe{i}",
+                raft_endpoint=f"127.0.0.1:{ports[1]}",
+                grpc_endpoint=f"127.0.0.1:{ports[0]}",
+            )
+            resp = self.client(None, timeout).zone.ServerAdd(request, timeout=timeout)
+            fe_dir = self.dir / f"fe{i}"
+            fe_dir.mkdir(mode=0o700)
+            fe = FrontendInfo(
+                id=resp.id,
+                name=request.name,
+                grpc=request.grpc_endpoint,
+                raft=request.raft_endpoint,
+                metrics=f"127.0.0.1:{ports[2]}",
+                pid=None,
+                data_dir=str(fe_dir / "data"),
+                config=str(fe_dir / "oned.toml"),
+                log=str(fe_dir / "oned.log"),
+            )
+            self.fes.append(fe)
+            self.n = len(self.fes)
+            # The current members: every lab front-end still in the zone, plus the new one.
+            info = self.client(None, timeout).zone.Info(zone_pb2.ZoneInfoRequest(), timeout=timeout)
+            members = {s.raft_endpoint for s in info.servers}
+            Path(fe.config).write_text(
+                self._config_text(fe, [f for f in self.fes if f.raft in members])
+            )
+            self.start(i)
+            self._save()
+        self.wait_serving(i, timeout)
+        return i
+
+    def wait_serving(self, i: int, timeout: float = 15.0) -> zone_pb2.ServerStatus:
+        """Wait until front-end i answers LocalStatus; LabError (with its log) otherwise."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.running(i):
+                fe = self.fes[i]
+                raise LabError(f"front-end {i} is not running; log {fe.log}:\n{_tail(fe.log)}")
+            try:
+                return self.local_status(i)
+            except grpc.RpcError as e:
+                if time.monotonic() >= deadline:
+                    raise LabError(f"front-end {i} does not answer: {e.details()}") from None
+            time.sleep(0.05)
+
     def stop(self, i: int, timeout: float = 10.0) -> None:
         """SIGTERM front-end i, SIGKILL after `timeout`; waits until it is gone."""
         with self._lock:
@@ -431,7 +491,7 @@ class Lab:
         for fe in self.fes:
             Path(fe.config).write_text(self._config_text(fe))
 
-    def _config_text(self, fe: FrontendInfo) -> str:
+    def _config_text(self, fe: FrontendInfo, servers: list[FrontendInfo] | None = None) -> str:
         d = RaftConfig()
         raft = {
             "election_timeout_min": d.election_timeout_min,
@@ -455,7 +515,7 @@ class Lab:
             f"log_level = {_toml_value(self.log_level)}",
             "",
         ]
-        for other in self.fes:
+        for other in self.fes if servers is None else servers:
             lines += [
                 "[[servers]]",
                 f"id = {other.id}",

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from zones import lab as labmod
-from zones.api.gen import kv_pb2
+from zones.api.gen import kv_pb2, zone_pb2
 from zones.config import load
 from zones.lab import Lab, LabError, _pid_alive
 
@@ -121,3 +121,20 @@ def test_lab_api_round_trip_with_raft(tmp_path):
         assert got.value == b"1"
         pid = lab.frontend(i).pid
     assert not _pid_alive(pid)
+
+
+@pytest.mark.cluster
+def test_add_frontend_joins_and_catches_up(tmp_path):
+    with Lab(tmp_path / "z", frontends=3) as lab:
+        c = lab.client()
+        last = 0
+        for k in range(20):
+            last = c.kv.Put(kv_pb2.PutRequest(key=f"k{k}", value=b"v")).index
+        i = lab.add_frontend()
+        assert (i, lab.n, lab.frontend(i).id) == (3, 4, 3)  # server ids are never reused
+        got = lab.client(i).kv.Get(
+            kv_pb2.GetRequest(key="k19", options={"min_index": last}), timeout=15
+        )
+        assert got.found
+        states = {st.id: st.state for st in c.zone.Info(zone_pb2.ZoneInfoRequest()).status}
+        assert sorted(states.values()) == ["follower", "follower", "follower", "leader"]
