@@ -48,6 +48,7 @@ BAD = [
     (lambda c: _put(c, "é" * 256), "key of 512 bytes exceeds"),
     (lambda c: _put(c, "v", b"x" * ((1 << 20) + 1)), "value of 1048577 bytes exceeds"),
     (lambda c: _put(c, "r", rid="r" * 129), "request_id must be at most 128"),
+    (lambda c: _put(c, "r", rid="\U0001f600" * 128), "request_id must be at most 256 bytes"),
     (lambda c: c.kv.Get(kv_pb2.GetRequest(key="")), "key must not be empty"),
     (lambda c: c.kv.Delete(kv_pb2.DeleteRequest(key="x" * 600)), "key of 600 bytes"),
     (

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 # Upper bound of how long a call waits on the log when the client set no deadline.
 MAX_WAIT = 10.0
+# A request id is at most MAX_RID_CHARS characters and this many bytes of UTF-8.
+MAX_RID_BYTES = 256
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,9 @@ class Api:
             put(request, uuid.uuid4().hex)
         elif len(rid) > MAX_RID_CHARS:
             raise invalid(f"request_id must be at most {MAX_RID_CHARS} characters, got {len(rid)}")
+        elif len(rid.encode("utf-8", errors="surrogatepass")) > MAX_RID_BYTES:
+            # The store keys its dedupe table by the rid: LMDB keys are at most 511 bytes.
+            raise invalid(f"request_id must be at most {MAX_RID_BYTES} bytes of UTF-8")
 
     def _forward(self, rpc: Rpc, request, context, metadata, allow_self: bool = True):
         self.metrics.forwarded.labels(rpc.short).inc()
