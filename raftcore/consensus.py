@@ -21,6 +21,7 @@ What this adapter adds or corrects (DESIGN.md, "PySyncObj facts"):
 - Snapshots are LMDB compact copies made off the raft thread under one read transaction.
 """
 
+import asyncio
 import logging
 import os
 import struct
@@ -51,7 +52,7 @@ from raftcore.replica import (
     ReadView,
 )
 from raftcore.store import Store
-from raftcore.transport import DurabilityGate, PeerTransport
+from raftcore.transport import DurabilityGate, PeerCipher, PeerTransport
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,11 @@ _ROLES = {0: ROLE_FOLLOWER, 1: ROLE_CANDIDATE, 2: ROLE_LEADER}
 # appendEntriesBatchSizeBytes below, which stays far above this).
 MAX_ENTRY_BYTES = 4 * 1024 * 1024
 MAX_ENTRY_COMMANDS = 4096
+# Entries proposed but not yet applied, beyond which new proposals wait to be packed.
+MAX_INFLIGHT_ENTRIES = 2
 
 SNAP_MAGIC = b"ONESNAP1"
+_TIMED_OUT = "timed out waiting for the write to commit; retry with the same id"
 _journal_lock = threading.Lock()
 
 
@@ -158,15 +162,53 @@ def extract_snapshot_data(path: str, dest: str) -> None:
 
 
 class _Pending:
-    __slots__ = ("command", "event", "index", "result", "error", "size")
+    """One proposal waiting for its outcome: a thread (event) or a coroutine (future)."""
 
-    def __init__(self, command: dict, size: int) -> None:
+    __slots__ = ("command", "event", "future", "index", "result", "error", "size")
+
+    def __init__(self, command: dict, size: int, future: asyncio.Future | None = None) -> None:
         self.command = command
         self.size = size
-        self.event = threading.Event()
+        self.future = future
+        self.event = threading.Event() if future is None else None
         self.index = 0
         self.result: dict | None = None
         self.error: Exception | None = None
+
+    def outcome(self) -> tuple[int, dict]:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.index, self.result
+
+
+def _resolve_futures(pendings: list[_Pending]) -> None:
+    for p in pendings:
+        if not p.future.done():
+            if p.error is not None:
+                p.future.set_exception(p.error)
+            else:
+                p.future.set_result((p.index, p.result))
+
+
+def _expire(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_exception(Ambiguous(_TIMED_OUT))
+
+
+def _settle(pendings: list[_Pending]) -> None:
+    """Wake the waiters; one loop wake-up per event loop for the coroutines."""
+    by_loop: dict = {}
+    for p in pendings:
+        if p.event is not None:
+            p.event.set()
+        else:
+            by_loop.setdefault(p.future.get_loop(), []).append(p)
+    for loop, items in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_resolve_futures, items)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
 
 
 class _Engine(SyncObj):
@@ -237,6 +279,8 @@ class RaftReplica:
         self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
         self._closed = False
         self._last_warning = 0.0
+        self._inflight = 0
+        self._inflight_since = 0.0
         self.ack_trace: list[tuple[int, int]] | None = None  # (acked index, synced index)
         self.gate = DurabilityGate(lambda: self.journal.dirty, self.is_leader)
         self.gate.decorate = self._decorate
@@ -271,13 +315,14 @@ class RaftReplica:
         others = [p for p in cfg.peers if p != cfg.raft_address]
         with _journal_lock:
             # createJournal is a process-wide seam (DESIGN.md); hold it only while building.
-            saved = _syncobj.createJournal
+            saved = _syncobj.createJournal, _syncobj.getEncryptor
             _syncobj.createJournal = lambda _path: self.journal
+            _syncobj.getEncryptor = PeerCipher
             PeerTransport.gate = self.gate
             try:
                 _Engine(self, cfg.raft_address, others, conf)
             finally:
-                _syncobj.createJournal = saved
+                _syncobj.createJournal, _syncobj.getEncryptor = saved
                 PeerTransport.gate = None
         self._engine.addOnTickCallback(self._tick_end)
         self._role_thread = threading.Thread(target=self._dispatch_roles, daemon=True)
@@ -302,6 +347,8 @@ class RaftReplica:
         self._flush_proposals()
 
     def _tick_end(self) -> None:
+        # Entries applied this tick may have made room for the proposals that piled up.
+        self._flush_proposals()
         self._sync_and_release()
         if self._progress:
             self._progress = False
@@ -316,21 +363,21 @@ class RaftReplica:
     def _flush_proposals(self) -> None:
         if not self._queue:
             return
+        if self._inflight >= MAX_INFLIGHT_ENTRIES:
+            # Let proposals pile up while earlier entries replicate: the next entry then
+            # carries them all (per-entry costs dominate on 2 cores). A lost callback
+            # (leader change, failed append) must not stall us: give up waiting after 1 s.
+            if time.monotonic() - self._inflight_since < 1.0:
+                return
+            self._inflight = 0
         engine = self._engine
         if not engine._isLeader():
-            leader = self.leader()
-            while self._queue:
-                p = self._queue.popleft()
-                p.error = NotLeader(leader)
-                p.event.set()
+            self._fail_queue(NotLeader(self.leader()))
             return
         try:
             self._check_disk()
         except DiskFull as e:
-            while self._queue:
-                p = self._queue.popleft()
-                p.error = e
-                p.event.set()
+            self._fail_queue(e)
             return
         while self._queue:
             batch: list[_Pending] = []
@@ -342,20 +389,34 @@ class RaftReplica:
                 batch.append(p)
                 size += p.size
             payload = commands.encode_entry([p.command for p in batch])
+            if not self._inflight:
+                self._inflight_since = time.monotonic()
+            self._inflight += 1
             engine._applyCommand(payload, self._make_callback(batch), _REGULAR)
+            if self._inflight >= MAX_INFLIGHT_ENTRIES:
+                break
+
+    def _fail_queue(self, error: Exception) -> None:
+        failed = []
+        while self._queue:
+            p = self._queue.popleft()
+            p.error = error
+            failed.append(p)
+        _settle(failed)
 
     def _make_callback(self, batch: list[_Pending]) -> Callable:
         def done(res, err) -> None:
+            self._inflight = max(0, self._inflight - 1)
+            self._inflight_since = time.monotonic()
             if err == FAIL_REASON.SUCCESS and res is not None and res[1] is not None:
                 index, results = res
                 for p, result in zip(batch, results, strict=True):
                     p.index, p.result = index, result
-                    p.event.set()
-                return
-            error = self._failure(err)
-            for p in batch:
-                p.error = error
-                p.event.set()
+            else:
+                error = self._failure(err)
+                for p in batch:
+                    p.error = error
+            _settle(batch)
 
         return done
 
@@ -558,6 +619,7 @@ class RaftReplica:
     # ---- role changes --------------------------------------------------------------------
 
     def _on_state_changed(self, _old: int, new: int) -> None:
+        self._inflight = 0
         with self._role_cond:
             self._role_events.append((_ROLES.get(new, ROLE_FOLLOWER), self._engine.raftCurrentTerm))
             self._role_cond.notify_all()
@@ -614,7 +676,7 @@ class RaftReplica:
                 f"{self.cfg.min_free_bytes // 1024} KiB required to accept writes"
             )
 
-    def propose(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
+    def _enqueue(self, command: dict, future: asyncio.Future | None = None) -> _Pending:
         if self._closed:
             raise Unavailable("server is shutting down")
         if not self._engine._isLeader():
@@ -624,15 +686,28 @@ class RaftReplica:
             size = len(codec.packb(command))
         except (TypeError, ValueError) as e:
             raise ValueError(f"command cannot be encoded: {e}") from e
-        pending = _Pending(command, size)
+        pending = _Pending(command, size, future)
         self._queue.append(pending)
         self._wake()
+        return pending
+
+    def propose(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
+        pending = self._enqueue(command)
         if not pending.event.wait(timeout):
-            raise Ambiguous("timed out waiting for the write to commit; retry with the same id")
-        if pending.error is not None:
-            raise pending.error
-        assert pending.result is not None
-        return pending.index, pending.result
+            raise Ambiguous(_TIMED_OUT)
+        return pending.outcome()
+
+    async def propose_async(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
+        """propose() for coroutines: no thread waits, the raft thread wakes the loop."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._enqueue(command, future)
+        # A timer rather than asyncio.wait_for, which costs a task per call.
+        timer = loop.call_later(timeout, _expire, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
 
     def _no_leader_reason(self) -> str:
         leader = self.leader()
@@ -785,6 +860,4 @@ class RaftReplica:
         with self._role_cond:
             self._role_cond.notify_all()
         self._engine.destroy_synchronous()
-        for p in list(self._queue):
-            p.error = Unavailable("server is shutting down")
-            p.event.set()
+        self._fail_queue(Unavailable("server is shutting down"))

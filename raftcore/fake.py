@@ -43,6 +43,9 @@ class LocalReplica:
             raise Unavailable(f"index {index} was already applied")
         return index, results[0]
 
+    async def propose_async(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
+        return self.propose(command, timeout)
+
     @contextmanager
     def read(
         self, consistency: str = CONSISTENCY_LOCAL, min_index: int = 0, timeout: float = 5.0

@@ -34,11 +34,17 @@ def setup_logging(level: str, log_file: str | None, name: str) -> None:
         logging.getLogger("pysyncobj").setLevel(logging.WARNING)
 
 
+SWITCH_INTERVAL = 0.0005
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="oned", description="Run one front-end of a zone.")
     parser.add_argument("--config", "-c", required=True, help="path to oned.toml")
     parser.add_argument("--log-level", help="override log_level from the config")
     args = parser.parse_args(argv)
+    # The raft thread and the gRPC event loop share one GIL: with the default 5 ms switch
+    # interval a commit can wait that long for the interpreter (DESIGN.md, "the GIL").
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
     try:
         config = load(args.config)

@@ -137,4 +137,5 @@ def test_add_frontend_joins_and_catches_up(tmp_path):
         )
         assert got.found
         states = {st.id: st.state for st in c.zone.Info(zone_pb2.ZoneInfoRequest()).status}
-        assert sorted(states.values()) == ["follower", "follower", "follower", "leader"]
+        errors = [st.error for st in c.zone.Info(zone_pb2.ZoneInfoRequest()).status]
+        assert sorted(states.values()) == ["follower", "follower", "follower", "leader"], errors

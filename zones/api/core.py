@@ -13,6 +13,7 @@ Each service module declares its RPCs as `Rpc` specs and implements handlers of 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 import time
@@ -84,7 +85,73 @@ class Api:
         self.forwarder = forwarder
         self.metrics = metrics or Metrics()
 
+    # Thread pool for the slow path of the asyncio server (set by ApiServer).
+    executor = None
+
     # --- the call path ------------------------------------------------------------------
+
+    async def handle_async(self, rpc: Rpc, request, context, handler, fast=None):
+        """The asyncio entry point: `fast` (a coroutine handler) when the call can be served
+        here without blocking; else `handle` (forwarding, waits) on the thread pool.
+
+        `fast(request, context, caller)` returns the response, or None to take the slow path.
+        """
+        if fast is not None:
+            start = time.perf_counter()
+            code = "OK"
+            try:
+                caller = self._fast_caller(rpc, request, context)
+                if caller is not None:
+                    response = await fast(request, context, caller)
+                    if response is not None:
+                        return response
+                code = None
+            except NotLeader:
+                code = None  # leadership moved meanwhile: the slow path forwards it
+            except ApiError as e:
+                code = e.code.name
+                context.set_code(e.code)
+                context.set_details(e.message)
+                return rpc.response()
+            except ReplicaError as e:
+                err = from_replica_error(e, self._role())
+                code = err.code.name
+                context.set_code(err.code)
+                context.set_details(err.message)
+                return rpc.response()
+            except BadCommand as e:
+                code = "INVALID_ARGUMENT"
+                context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+                context.set_details(str(e))
+                return rpc.response()
+            except Exception:
+                code = "INTERNAL"
+                log.exception("%s failed", rpc.path)
+                context.set_code(grpc.StatusCode.INTERNAL)
+                context.set_details(f"internal error in {rpc.short} (see the front-end log)")
+                return rpc.response()
+            finally:
+                if code is not None:
+                    self.metrics.observe(rpc.short, code, time.perf_counter() - start)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.executor, self.handle, rpc, request, context, handler
+        )
+
+    def _fast_caller(self, rpc: Rpc, request, context) -> Caller | None:
+        """Validate and authenticate for the fast path; None when the slow path must run."""
+        if rpc.validate is not None:
+            rpc.validate(request)
+        if rpc.rid is not None:
+            self._fix_rid(rpc, request)
+        leader_only = rpc.leader_only(request) if callable(rpc.leader_only) else rpc.leader_only
+        if leader_only and not self.replica.is_leader():
+            return None
+        metadata = dict(context.invocation_metadata() or ())
+        try:
+            return self.auth.authenticate(rpc.path, metadata)
+        except UnknownToken:
+            return None
 
     def handle(self, rpc: Rpc, request, context: grpc.ServicerContext, handler):
         start = time.perf_counter()
@@ -122,8 +189,9 @@ class Api:
             caller = self.auth.authenticate(rpc.path, metadata)
         except UnknownToken:
             # A token created a moment ago may not have reached this follower yet:
-            # the leader has the final word.
-            if not forwarded and not self.replica.is_leader() and self.replica.leader():
+            # the leader has the final word (a front-end just started may need a moment
+            # to learn who that is).
+            if not forwarded and not self.replica.is_leader() and self._await_leader(context):
                 try:
                     return self._forward(rpc, request, context, metadata)
                 except BecameLeader:
@@ -140,6 +208,14 @@ class Api:
             raise from_replica_error(e, self._role()) from None
         except BadCommand as e:
             raise invalid(str(e)) from None
+
+    def _await_leader(self, context, limit: float = 2.0) -> bool:
+        deadline = min(deadline_of(context), time.monotonic() + limit)
+        while self.replica.leader() is None:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.02)
+        return True
 
     def _fix_rid(self, rpc: Rpc, request) -> None:
         get, put = rpc.rid
@@ -181,6 +257,15 @@ class Api:
         timeout = (deadline_of(context) - time.monotonic()) if context is not None else MAX_WAIT
         start = time.perf_counter()
         _index, result = self.replica.propose(command, timeout=max(timeout, 0.001))
+        self.metrics.propose_seconds.observe(time.perf_counter() - start)
+        return check_result(result)
+
+    async def propose_async(self, op: str, args: dict, rid: str, caller: Caller, context) -> Any:
+        """propose() for coroutine handlers."""
+        command = make_command(op, args, rid=rid, uid=caller.uid, ts_ms=int(time.time() * 1000))
+        timeout = deadline_of(context) - time.monotonic()
+        start = time.perf_counter()
+        _index, result = await self.replica.propose_async(command, timeout=max(timeout, 0.001))
         self.metrics.propose_seconds.observe(time.perf_counter() - start)
         return check_result(result)
 

@@ -72,14 +72,38 @@ class KVService(kv_pb2_grpc.KVServiceServicer):
     def __init__(self, api: Api) -> None:
         self.api = api
 
-    def Put(self, request, context):
-        return self.api.handle(PUT, request, context, self._put)
+    async def Put(self, request, context):
+        return await self.api.handle_async(PUT, request, context, self._put, self._put_fast)
 
-    def Get(self, request, context):
-        return self.api.handle(GET, request, context, self._get)
+    async def Get(self, request, context):
+        return await self.api.handle_async(GET, request, context, self._get, self._get_fast)
 
-    def Delete(self, request, context):
-        return self.api.handle(DELETE, request, context, self._delete)
+    async def Delete(self, request, context):
+        return await self.api.handle_async(
+            DELETE, request, context, self._delete, self._delete_fast
+        )
+
+    async def _put_fast(self, request, context, caller):
+        value = await self.api.propose_async(
+            "kv.put",
+            {"key": request.key, "value": request.value},
+            request.options.request_id,
+            caller,
+            context,
+        )
+        return kv_pb2.PutResponse(index=value["index"])
+
+    async def _delete_fast(self, request, context, caller):
+        value = await self.api.propose_async(
+            "kv.delete", {"key": request.key}, request.options.request_id, caller, context
+        )
+        return kv_pb2.DeleteResponse(deleted=value["deleted"], index=value["index"])
+
+    async def _get_fast(self, request, context, caller):
+        opts = request.options
+        if opts.consistency != common_pb2.LOCAL or opts.min_index:
+            return None  # may wait: served on the thread pool
+        return self._get(request, context, caller)
 
     def _put(self, request, context, caller):
         value = self.api.propose(

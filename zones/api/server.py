@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import threading
 from concurrent import futures
 
 import grpc
@@ -44,45 +46,77 @@ def channel_credentials(tls) -> grpc.ChannelCredentials:
 
 
 class ApiServer:
-    """A started gRPC server bound to exactly one address."""
+    """A started gRPC server bound to exactly one address.
+
+    grpc.aio on an event loop of its own thread: the hot calls (writes on the leader, local
+    reads) run as coroutines with no thread per call (DESIGN.md: the GIL, shared with the
+    raft thread, is the real limit); slow calls (forwarding, logins, zone status fan-out)
+    run on a thread pool.
+    """
 
     def __init__(self, api: Api, address: str, tls=None, workers: int = 64) -> None:
         self.api = api
+        self.address = address
         self._pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc")
-        self.server = grpc.server(
-            self._pool,
+        api.executor = self._pool
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
+        self._thread.start()
+        try:
+            self.server, self.health, self.port = self._call(
+                self._build(api, address, tls, workers)
+            )
+        except BaseException:
+            self._shutdown_loop()
+            raise
+        if not self.port:
+            self._shutdown_loop()
+            raise OSError(f"cannot bind the gRPC server to {address}")
+
+    def _call(self, coro, timeout: float | None = 30.0):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _build(self, api: Api, address: str, tls, workers: int):
+        server = grpc.aio.server(
+            migration_thread_pool=self._pool,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),
             ],
-            maximum_concurrent_rpcs=workers * 4,
+            maximum_concurrent_rpcs=workers * 16,
         )
-        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(api), self.server)
-        kv_pb2_grpc.add_KVServiceServicer_to_server(KVService(api), self.server)
-        zone_pb2_grpc.add_ZoneServiceServicer_to_server(ZoneService(api), self.server)
-        self.health = health.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(api), server)
+        kv_pb2_grpc.add_KVServiceServicer_to_server(KVService(api), server)
+        zone_pb2_grpc.add_ZoneServiceServicer_to_server(ZoneService(api), server)
+        health_servicer = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+            (*SERVICE_NAMES, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
         try:
             if tls is not None:
-                self.port = self.server.add_secure_port(address, server_credentials(tls))
+                port = server.add_secure_port(address, server_credentials(tls))
             else:
-                self.port = self.server.add_insecure_port(address)
+                port = server.add_insecure_port(address)
         except RuntimeError:
-            self.port = 0
-        if not self.port:
-            raise OSError(f"cannot bind the gRPC server to {address}")
-        self.address = address
+            port = 0
+        return server, health_servicer, port
 
     def start(self) -> None:
-        self.server.start()
+        self._call(self.server.start())
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float = 2.0) -> None:
         self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait(grace + 1.0)
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            self._call(self.server.stop(grace), timeout=grace + 2.0)
+        finally:
+            self._shutdown_loop()
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _shutdown_loop(self) -> None:
+        if self._loop.is_running():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5.0)

@@ -146,7 +146,10 @@ class ZoneService(zone_pb2_grpc.ZoneServiceServicer):
                 s["grpc"], LOCAL_STATUS.path, zone_pb2.ServerStatus
             )
             futures[s["id"]] = stub.future(
-                zone_pb2.LocalStatusRequest(), timeout=PEER_STATUS_TIMEOUT, metadata=md
+                zone_pb2.LocalStatusRequest(),
+                timeout=PEER_STATUS_TIMEOUT,
+                metadata=md,
+                wait_for_ready=True,
             )
         rows = []
         for s in servers:
