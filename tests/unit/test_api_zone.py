@@ -46,7 +46,9 @@ def test_info_marks_an_unreachable_server_as_error(zone2):
     rows = {st.id: st for st in info.status}
     assert rows[0].state == "leader"
     assert rows[1].state == "error" and rows[1].name == "fe1"
-    assert "UNAVAILABLE" in rows[1].error
+    # Refused at once, or (from the asyncio server's worker threads) still connecting
+    # when the 0.5 s peer deadline passes: either way the row says why.
+    assert rows[1].error.split(":")[0] in ("UNAVAILABLE", "DEADLINE_EXCEEDED")
 
 
 def test_server_add_validates_input(zone):

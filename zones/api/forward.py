@@ -33,7 +33,6 @@ CHANNEL_OPTIONS = [
     # Front-ends restart and fail over in well under a second: reconnect that fast too
     # (gRPC's default backoff starts at 1 s and grows to 120 s).
     ("grpc.initial_reconnect_backoff_ms", 100),
-    ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
     ("grpc.keepalive_time_ms", 30000),
     ("grpc.max_receive_message_length", 8 << 20),
