@@ -15,7 +15,7 @@ from raftcore.commands import ErrorCode, error, ok
 Mutation = tuple  # ("put", db, key, value) | ("del", db, key)
 Handler = Callable[["View", dict, dict, int], tuple[list[Mutation], dict]]
 
-MAX_KV_KEY_BYTES = 512
+MAX_KV_KEY_BYTES = 511  # LMDB's key size limit
 MAX_KV_VALUE_BYTES = 1 << 20
 MAX_NAME_CHARS = 128
 ADMIN_NAME = "oneadmin"

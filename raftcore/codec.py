@@ -17,5 +17,5 @@ def unpackb(data: bytes, max_size: int = MAX_MESSAGE) -> Any:
         raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
     try:
         return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError, ValueError, TypeError) as e:
+    except (msgpack.UnpackException, ValueError, TypeError) as e:
         raise ValueError(f"malformed msgpack: {e}") from e

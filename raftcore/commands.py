@@ -9,8 +9,7 @@ validates an entry the same way.
 from enum import StrEnum
 from typing import Any
 
-import msgpack
-
+from raftcore import codec
 from raftcore.codec import packb
 
 VERSION = 1
@@ -22,6 +21,7 @@ MAX_COMMAND_BYTES = 2 << 20
 # An entry may pack many commands; bound the decode so a corrupt length cannot explode.
 MAX_ENTRY_BYTES = 64 << 20
 MAX_RID_CHARS = 128
+MAX_RID_BYTES = 256
 
 # Every op apply knows. Adding one is fine; renaming or removing one breaks replay of
 # old logs, so never do that.
@@ -77,21 +77,6 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def unpack(data: bytes, max_size: int = MAX_ENTRY_BYTES) -> Any:
-    """Decode msgpack with raftcore.codec's options; ValueError on malformed/oversized.
-
-    Stands in for raftcore.codec.unpackb, which passes `max_buffer_size` to
-    msgpack.unpackb: the C extension rejects that keyword, so every call raises
-    TypeError. Switch back once codec is fixed.
-    """
-    if len(data) > max_size:
-        raise ValueError(f"message of {len(data)} bytes exceeds the limit of {max_size}")
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=True)
-    except (ValueError, TypeError, msgpack.UnpackException) as e:
-        raise ValueError(f"malformed msgpack ({type(e).__name__}: {e})") from e
-
-
 def validate_command(obj: Any) -> dict:
     """Return `obj` if it is a well-formed command envelope, else raise BadCommand."""
     if not isinstance(obj, dict):
@@ -114,6 +99,9 @@ def validate_command(obj: Any) -> dict:
         raise BadCommand(f"unknown op {obj['op']!r}")
     if not 1 <= len(obj["rid"]) <= MAX_RID_CHARS:
         raise BadCommand(f"rid must be 1..{MAX_RID_CHARS} characters, got {len(obj['rid'])}")
+    if len(obj["rid"].encode("utf-8")) > MAX_RID_BYTES:
+        # The rid is part of an LMDB key (at most 511 bytes); bound its encoded size.
+        raise BadCommand(f"rid must be at most {MAX_RID_BYTES} bytes in UTF-8")
     if obj["uid"] < -1:
         raise BadCommand(f"uid must be >= -1, got {obj['uid']}")
     if obj["ts"] < 0:
@@ -147,7 +135,7 @@ def decode_entry(data: bytes) -> list[dict]:
     if not isinstance(data, bytes | bytearray | memoryview):
         raise BadEntry(f"entry payload must be bytes, got {_type_name(data)}")
     try:
-        obj = unpack(bytes(data), max_size=MAX_ENTRY_BYTES)
+        obj = codec.unpackb(bytes(data), max_size=MAX_ENTRY_BYTES)
     except ValueError as e:
         raise BadEntry(str(e)) from e
     if not isinstance(obj, dict):

@@ -17,7 +17,7 @@ from typing import Any
 
 import lmdb
 
-from raftcore import schema
+from raftcore import codec, schema
 from raftcore.apply import apply
 from raftcore.codec import packb
 from raftcore.commands import (
@@ -26,7 +26,6 @@ from raftcore.commands import (
     ErrorCode,
     decode_entry,
     error,
-    unpack,
     validate_command,
 )
 
@@ -108,7 +107,7 @@ class TxnView:
 
     def get(self, db: str, key: bytes) -> Any | None:
         raw = self._txn.get(key, db=self._dbs[db])
-        return None if raw is None else unpack(raw)
+        return None if raw is None else codec.unpackb(raw)
 
     def iter(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
         """(key, value) pairs in key order whose key starts with `prefix`."""
@@ -118,7 +117,7 @@ class TxnView:
             for key, raw in cursor:
                 if not key.startswith(prefix):
                     return
-                yield key, unpack(raw)
+                yield key, codec.unpackb(raw)
 
 
 class Copier:
@@ -164,7 +163,7 @@ class Copier:
 
 def _read_applied(txn: lmdb.Transaction, meta_db: Any) -> int:
     raw = txn.get(schema.APPLIED_KEY, db=meta_db)
-    return 0 if raw is None else unpack(raw)
+    return 0 if raw is None else codec.unpackb(raw)
 
 
 class Store:
@@ -317,7 +316,7 @@ class Store:
             txn.delete(key, db=ts_db)
             rid_key = rid.encode("utf-8", errors="surrogatepass")
             raw = txn.get(rid_key, db=dedupe_db)
-            if raw is not None and unpack(raw).get("ts") == ts:
+            if raw is not None and codec.unpackb(raw).get("ts") == ts:
                 txn.delete(rid_key, db=dedupe_db)
 
     # --- reads --------------------------------------------------------------------------

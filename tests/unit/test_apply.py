@@ -87,9 +87,11 @@ def test_kv_put():
 
 
 def test_kv_put_limits_inclusive():
-    key = "é" * 256  # 512 bytes of UTF-8
+    key = "é" * 255 + "a"  # 511 bytes of UTF-8: LMDB's largest key
     muts, res = run({}, "kv.put", {"key": key, "value": b"x" * (1 << 20)})
     assert res["ok"] and muts[0][2] == key.encode()
+    _, res = run({}, "kv.put", {"key": "é" * 256, "value": b"x"})
+    assert res["code"] == "BAD_REQUEST"
     assert run({}, "kv.put", {"key": "k", "value": b""})[1]["ok"]
 
 
@@ -165,7 +167,7 @@ REJECTS = [
     ({}, "barrier", {"x": 1}, "BAD_REQUEST", "unknown argument(s): x"),
     ({}, "kv.put", {"value": b"v"}, "BAD_REQUEST", "missing argument 'key'"),
     ({}, "kv.put", {"key": "k"}, "BAD_REQUEST", "missing argument 'value'"),
-    ({}, "kv.put", {"key": "", "value": b"v"}, "BAD_REQUEST", "'key' must be 1..512 bytes"),
+    ({}, "kv.put", {"key": "", "value": b"v"}, "BAD_REQUEST", "'key' must be 1..511 bytes"),
     ({}, "kv.put", {"key": LONG_KEY, "value": b"v"}, "BAD_REQUEST", "got 513"),
     ({}, "kv.put", {"key": "é" * 257, "value": b"v"}, "BAD_REQUEST", "got 514"),
     ({}, "kv.put", {"key": b"k", "value": b"v"}, "BAD_REQUEST", "'key' must be a string"),

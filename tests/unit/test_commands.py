@@ -139,3 +139,13 @@ def test_error_codes():
         "LOCKED",
         "REPLICATION",
     ]
+
+
+def test_rid_is_bounded_in_bytes_as_well_as_characters():
+    import pytest
+
+    from raftcore.commands import BadCommand, make_command
+
+    with pytest.raises(BadCommand, match="bytes"):
+        make_command("barrier", {}, rid="€" * 128, uid=0, ts_ms=1)
+    assert make_command("barrier", {}, rid="€" * 80, uid=0, ts_ms=1)["rid"]
