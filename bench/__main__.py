@@ -13,6 +13,7 @@ BENCHMARKS = {
     "commit": "bench.commit",  # write throughput/latency of the zone vs a 3-member etcd
     "failover": "bench.failover",  # leader SIGKILL -> next commit; no acked write lost
     "etcd": "bench.etcd",  # the etcd figures alone
+    "faults": "bench.faults",  # history under kill/pause/partition/...: lost, dup, linearizable
 }
 
 

@@ -164,13 +164,22 @@ def extract_snapshot_data(path: str, dest: str) -> None:
 class _Pending:
     """One proposal waiting for its outcome: a thread (event) or a coroutine (future)."""
 
-    __slots__ = ("command", "event", "future", "index", "result", "error", "size")
+    __slots__ = ("command", "event", "future", "sink", "tag", "index", "result", "error", "size")
 
-    def __init__(self, command: dict, size: int, future: asyncio.Future | None = None) -> None:
+    def __init__(
+        self,
+        command: dict,
+        size: int,
+        future: asyncio.Future | None = None,
+        sink: Callable[[list["_Pending"]], None] | None = None,
+        tag: object = None,
+    ) -> None:
         self.command = command
         self.size = size
         self.future = future
-        self.event = threading.Event() if future is None else None
+        self.sink = sink
+        self.tag = tag
+        self.event = threading.Event() if future is None and sink is None else None
         self.index = 0
         self.result: dict | None = None
         self.error: Exception | None = None
@@ -199,11 +208,19 @@ def _expire(future: asyncio.Future) -> None:
 def _settle(pendings: list[_Pending]) -> None:
     """Wake the waiters; one loop wake-up per event loop for the coroutines."""
     by_loop: dict = {}
+    by_sink: dict = {}
     for p in pendings:
         if p.event is not None:
             p.event.set()
+        elif p.sink is not None:
+            by_sink.setdefault(p.sink, []).append(p)
         else:
             by_loop.setdefault(p.future.get_loop(), []).append(p)
+    for sink, items in by_sink.items():
+        try:
+            sink(items)
+        except Exception:
+            log.exception("proposal sink failed")
     for loop, items in by_loop.items():
         try:
             loop.call_soon_threadsafe(_resolve_futures, items)
@@ -676,7 +693,13 @@ class RaftReplica:
                 f"{self.cfg.min_free_bytes // 1024} KiB required to accept writes"
             )
 
-    def _enqueue(self, command: dict, future: asyncio.Future | None = None) -> _Pending:
+    def _enqueue(
+        self,
+        command: dict,
+        future: asyncio.Future | None = None,
+        sink: Callable[[list[_Pending]], None] | None = None,
+        tag: object = None,
+    ) -> _Pending:
         if self._closed:
             raise Unavailable("server is shutting down")
         if not self._engine._isLeader():
@@ -686,9 +709,12 @@ class RaftReplica:
             size = len(codec.packb(command))
         except (TypeError, ValueError) as e:
             raise ValueError(f"command cannot be encoded: {e}") from e
-        pending = _Pending(command, size, future)
+        pending = _Pending(command, size, future, sink, tag)
         self._queue.append(pending)
-        self._wake()
+        if self._inflight < MAX_INFLIGHT_ENTRIES:
+            # Otherwise the raft thread flushes when an entry completes: waking it for
+            # each proposal would only run idle ticks.
+            self._wake()
         return pending
 
     def propose(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
@@ -696,6 +722,12 @@ class RaftReplica:
         if not pending.event.wait(timeout):
             raise Ambiguous(_TIMED_OUT)
         return pending.outcome()
+
+    def propose_to(self, command: dict, sink: Callable[[list], None], tag: object) -> None:
+        """Propose without waiting: `sink(pendings)` is called on the raft thread with the
+        settled proposals (each has .tag, and .outcome() returns or raises). Raises at once
+        for what propose() would refuse before proposing (not leader, disk full)."""
+        self._enqueue(command, sink=sink, tag=tag)
 
     async def propose_async(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
         """propose() for coroutines: no thread waits, the raft thread wakes the loop."""

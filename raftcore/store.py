@@ -9,7 +9,6 @@ raft journal, and the consensus adapter calls sync() before it compacts the jour
 """
 
 import os
-import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,19 +126,17 @@ class Copier:
     txn is not bound to the thread that began it).
     """
 
-    def __init__(self, store: "Store", txn: lmdb.Transaction, generation: int, index: int):
+    def __init__(self, store: "Store", txn: lmdb.Transaction, index: int):
         self._store = store
         self._txn: lmdb.Transaction | None = txn
-        self._generation = generation
         self.applied_index = index
 
     def copy(self, dest_dir: str) -> int:
         """Write a compacted copy of the txn's state into dest_dir; return its index."""
         os.makedirs(dest_dir, exist_ok=True)
         with self._store._rw.read():
-            # install() closes the env (and with it our txn): refuse rather than crash.
-            if self._txn is None or self._generation != self._store._generation:
-                raise StoreError("snapshot source is gone (store replaced or copier closed)")
+            if self._txn is None or self._store._closed:
+                raise StoreError("snapshot source is gone (store or copier closed)")
             try:
                 self._store._env.copy(dest_dir, compact=True, txn=self._txn)
             except lmdb.Error as e:
@@ -151,7 +148,7 @@ class Copier:
         if txn is None:
             return
         with self._store._rw.read():
-            if self._generation == self._store._generation:
+            if not self._store._closed:
                 txn.abort()
 
     def __enter__(self) -> "Copier":
@@ -174,10 +171,9 @@ class Store:
         self._map_size = map_size
         self._rw = _RWLock()
         # Serializes apply_entry and install: the applied-index check and the write
-        # transaction must be one step.
+        # transaction must be one step. (_rw only keeps close() away from reads.)
         self._apply_lock = threading.Lock()
         self._applied_cond = threading.Condition()
-        self._generation = 0
         self._closed = False
         os.makedirs(path, exist_ok=True)
         self._open()
@@ -347,29 +343,43 @@ class Store:
         with self._rw.read():
             self._check_open()
             txn = self._env.begin(write=False)
-            return Copier(self, txn, self._generation, _read_applied(txn, self._dbs[schema.META]))
+            return Copier(self, txn, _read_applied(txn, self._dbs[schema.META]))
 
     def install(self, src_dir: str) -> None:
-        """Replace the whole state with the LMDB copy in src_dir (e.g. a snapshot)."""
-        src = os.path.join(src_dir, DATA_FILE)
+        """Replace the whole state with the LMDB copy in src_dir (e.g. a snapshot).
+
+        In place, in one write transaction: the data file stays the same, so readers in
+        this and other processes (the API workers) carry on; reads begun before the
+        install keep seeing the old state (MVCC), later ones the new.
+        """
         index = _probe_copy(src_dir)  # refuse garbage before touching our state
-        tmp = os.path.join(self.path, DATA_FILE + ".install")
-        # The slow copy runs before taking any lock: reads and applies continue meanwhile.
-        shutil.copyfile(src, tmp)
-        _fsync_path(tmp)
-        with self._apply_lock, self._rw.write():
-            self._check_open()
-            self._env.close()
-            self._generation += 1
-            try:
-                os.replace(tmp, os.path.join(self.path, DATA_FILE))
-                _fsync_path(self.path)
-            finally:
-                self._open()
-            if self._applied != index:
-                raise StoreError(f"installed copy reports index {self._applied}, expected {index}")
+        try:
+            src_env = lmdb.open(src_dir, readonly=True, lock=False, max_dbs=len(schema.DBS) + 2)
+        except lmdb.Error as e:
+            raise StoreError(f"{src_dir} is not a store copy: {e}") from e
+        try:
+            with self._apply_lock, self._rw.read():
+                self._check_open()
+                self._copy_all(src_env)
+                self._applied = index
+        finally:
+            src_env.close()
         with self._applied_cond:
             self._applied_cond.notify_all()
+
+    def _copy_all(self, src_env: lmdb.Environment) -> None:
+        try:
+            with src_env.begin() as src, self._env.begin(write=True) as txn:
+                for name, db in self._dbs.items():
+                    txn.drop(db, delete=False)
+                    try:
+                        src_db = src_env.open_db(name.encode(), txn=src, create=False)
+                    except lmdb.NotFoundError:
+                        continue  # a copy from before this sub-database existed
+                    with src.cursor(db=src_db) as cursor:
+                        txn.cursor(db=db).putmulti(cursor.iternext(), append=True)
+        except lmdb.Error as e:
+            raise StoreError(f"installing the snapshot failed: {e}") from e
 
     # --- maintenance --------------------------------------------------------------------
 
@@ -432,3 +442,43 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class StoreReader:
+    """Read-only access to a Store's environment from another process (an API worker).
+
+    LMDB's MVCC spans processes: reads here never block the writer, and see each
+    committed apply as soon as its transaction commits.
+    """
+
+    def __init__(self, path: str, map_size: int = DEFAULT_MAP_SIZE) -> None:
+        self.path = path
+        try:
+            self._env = lmdb.open(
+                path,
+                readonly=True,
+                map_size=map_size,
+                max_dbs=len(schema.DBS) + 2,
+                readahead=False,
+                subdir=True,
+            )
+            # Handles opened in a read-only txn die with it: let py-lmdb open them.
+            self._dbs = {name: self._env.open_db(name.encode(), create=False) for name in schema.DBS}
+        except lmdb.Error as e:
+            raise StoreError(f"cannot open the store at {path} for reading: {e}") from e
+
+    @property
+    def applied_index(self) -> int:
+        with self._env.begin() as txn:
+            return _read_applied(txn, self._dbs[schema.META])
+
+    @contextmanager
+    def read(self) -> Iterator[TxnView]:
+        txn = self._env.begin()
+        try:
+            yield TxnView(txn, self._dbs, _read_applied(txn, self._dbs[schema.META]))
+        finally:
+            txn.abort()
+
+    def close(self) -> None:
+        self._env.close()

@@ -117,6 +117,9 @@ class Config:
     tls: TLSConfig | None = None
     # Threads serving gRPC calls (each in-flight call holds one while it waits for the log).
     grpc_workers: int = 64
+    # Serve gRPC from a worker process beside the raft process (zones/replica_ipc.py), so
+    # the two do not share one interpreter lock. False: one process (tests, debugging).
+    api_process: bool = True
     # Name given to the zone when it is bootstrapped (first leader of a new zone).
     zone_name: str = "OpenNebula"
     path: str = "<memory>"
@@ -312,6 +315,7 @@ def from_dict(data: dict, where: str = "<config>", base: Path | None = None) -> 
     if log_level not in LOG_LEVELS:
         raise top.fail("log_level", f"must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
     grpc_workers = top.integer("grpc_workers", 64, minimum=1)
+    api_process = top.get("api_process", bool, True, "true or false")
 
     servers = _servers(top.get("servers", list, what="an array of [[servers]] tables"), where)
     raft = _raft(top.get("raft", dict, {}, what="a table [raft]"), where)
@@ -361,6 +365,7 @@ def from_dict(data: dict, where: str = "<config>", base: Path | None = None) -> 
         log_level=log_level,
         tls=tls,
         grpc_workers=grpc_workers,
+        api_process=api_process and raft.replica != "local",
         path=where,
     )
     config.read_secret()  # must exist with mode 0600, refused otherwise

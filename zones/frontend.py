@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import time
 
 from raftcore.store import Store
@@ -66,6 +67,11 @@ def _timed_apply(store: Store, histogram) -> None:
     store.apply_entry = apply_entry
 
 
+def ipc_path(config: Config) -> str:
+    """The Unix socket between the raft process and its API worker (in the 0700 data dir)."""
+    return os.path.join(config.data_dir, "api.sock")
+
+
 class Frontend:
     """One front-end. Pass `replica` (and its `store`) to run over a given replica."""
 
@@ -81,7 +87,10 @@ class Frontend:
         self.bootstrapper: Bootstrapper | None = None
         self.grpc_port = 0
         self.metrics_port = 0
+        self.worker = None
+        self.ipc = None
         self._started = False
+        self._stopping = False
 
     def start(self) -> Frontend:
         try:
@@ -99,6 +108,34 @@ class Frontend:
             self.store = Store(os.path.join(cfg.data_dir, "state"))
             _timed_apply(self.store, self.metrics.apply_seconds)
             self.replica = make_replica(cfg, self.store, self.secret)
+        self.bootstrapper = Bootstrapper(self.replica, cfg)
+        self.replica.subscribe_role(self._on_role)
+        if self.replica.is_leader():  # leader before we subscribed
+            self.bootstrapper.on_role("leader", 0)
+        if cfg.api_process and self._owns_replica:
+            self._start_worker()
+        else:
+            self._start_api()
+
+    def _start_worker(self) -> None:
+        """gRPC in a worker process; this one keeps raft, the store writer, the bootstrap."""
+        from zones.apiworker import WorkerProcess
+        from zones.replica_ipc import ReplicaServer
+
+        cfg = self.config
+        self.ipc = ReplicaServer(
+            self.replica, self.store, ipc_path(cfg), self.metrics.apply_seconds
+        )
+        self.worker = WorkerProcess(cfg, on_exit=self._worker_exited)
+        self.worker.start()
+
+    def _worker_exited(self, code: int) -> None:
+        if self._started and not self._stopping:
+            log.error("the API worker exited (code %s); stopping this front-end", code)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def _start_api(self) -> None:
+        cfg = self.config
         self.metrics.add_raft(self.replica, cfg.server_id)
         creds = channel_credentials(cfg.tls) if cfg.tls is not None else None
         self.channels = Channels(creds)
@@ -114,10 +151,6 @@ class Frontend:
         self.server.start()
         if cfg.metrics_address:
             self.metrics_port = self.metrics.serve(cfg.metrics_address)
-        self.bootstrapper = Bootstrapper(self.replica, cfg)
-        self.replica.subscribe_role(self._on_role)
-        if self.replica.is_leader():  # leader before we subscribed
-            self.bootstrapper.on_role("leader", 0)
         log.info(
             "front-end %s (id %d) serving gRPC on %s, raft on %s%s",
             cfg.name,
@@ -134,8 +167,15 @@ class Frontend:
 
     def stop(self, grace: float = 2.0) -> None:
         """Stop serving, then close the replica and the store (each step at most once)."""
+        self._stopping = True
         if self.bootstrapper is not None:
             self.bootstrapper.stop()
+        if self.worker is not None:
+            self.worker.stop(grace)
+            self.worker = None
+        if self.ipc is not None:
+            self.ipc.close()
+            self.ipc = None
         if self.server is not None:
             try:
                 self.server.stop(grace)

@@ -54,14 +54,19 @@ class ApiServer:
     run on a thread pool.
     """
 
-    def __init__(self, api: Api, address: str, tls=None, workers: int = 64) -> None:
+    def __init__(
+        self,
+        api: Api,
+        address: str,
+        tls=None,
+        workers: int = 64,
+        loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
         self.api = api
         self.address = address
         self._pool = futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grpc")
         api.executor = self._pool
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="grpc-aio", daemon=True)
-        self._thread.start()
+        self._loop = loop or start_loop()
         try:
             self.server, self.health, self.port = self._call(
                 self._build(api, address, tls, workers)
@@ -117,6 +122,19 @@ class ApiServer:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _shutdown_loop(self) -> None:
-        if self._loop.is_running():
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5.0)
+        stop_loop(self._loop)
+
+
+def start_loop() -> asyncio.AbstractEventLoop:
+    """An event loop running in a daemon thread of its own."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
+    thread.start()
+    loop._runner_thread = thread  # for stop_loop
+    return loop
+
+
+def stop_loop(loop: asyncio.AbstractEventLoop) -> None:
+    if loop.is_running():
+        loop.call_soon_threadsafe(loop.stop)
+        loop._runner_thread.join(5.0)

@@ -1,0 +1,524 @@
+"""Nemesis: the faults injected into a lab zone, and a deterministic schedule of them.
+
+Kinds (each has inject and heal, and describes itself for the `faults` log):
+
+- ``kill``: SIGKILL the leader, a random front-end or a majority; heal restarts them.
+- ``pause``: SIGSTOP a front-end (often the leader) for 1-3 s, longer than the election
+  timeout; heal sends SIGCONT. A paused old leader must neither complete writes nor serve
+  stale linearizable reads after it resumes (the linearizability checker catches that).
+- ``partition``: raft messages dropped between front-ends through the fault files
+  (``<data_dir>/fault/blocked``: raft addresses, one a line, whose messages that
+  front-end drops both ways; the zone must run with ``fault_injection``). Patterns:
+  ``isolate-leader``, ``majority-minority``, ``bridge`` (two sides that only a middle
+  front-end connects), ``ring`` (each front-end sees its two ring neighbours; 4+
+  front-ends). Heal deletes the files. gRPC between front-ends (forwarding) still works.
+- ``restart``: SIGKILL every front-end at once, then start them all.
+- ``membership``: ServerDel of a follower (then it is stopped: it is no longer in the
+  zone); heal adds a new server with ``Lab.add_frontend()`` (a new id: ids are never
+  reused) and waits until it serves.
+- ``disk``: a full disk on one front-end: its data dir lives on a small tmpfs (set up once,
+  by ``setup()`` before the run or on first use), filled with a ballast file; heal removes
+  the ballast. ``cleanup()`` (after the lab is down) unmounts every tmpfs.
+
+``make_schedule(seed, kinds, duration, frontends)`` gives a deterministic list of
+``Step(at, kind, params)``: the same seed gives the same schedule. Targets that depend on
+the zone at run time (who leads) are named symbolically ("leader", "follower") with a
+``pick`` number that chooses among the candidates then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import grpc
+
+from zones.api.gen import zone_pb2
+
+log = logging.getLogger(__name__)
+
+KINDS = ("kill", "pause", "partition", "restart", "membership", "disk")
+PARTITION_PATTERNS = ("isolate-leader", "majority-minority", "bridge", "ring")
+TMPFS_SIZE = "128m"
+# The lab's min_free_bytes when the disk nemesis is used (the tmpfs is small).
+DISK_MIN_FREE_BYTES = 4 << 20
+BALLAST = "ballast"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One scheduled fault: inject at `at` s after the start, heal `params["duration"]` later."""
+
+    at: float
+    kind: str
+    params: dict
+
+    def as_tuple(self) -> tuple:
+        return (self.at, self.kind, dict(self.params))
+
+
+def _params(kind: str, rng: random.Random, frontends: int) -> dict:
+    pick = rng.randrange(1 << 30)
+    if kind == "kill":
+        mode = rng.choices(("leader", "random", "majority"), weights=(2, 2, 1))[0]
+        return {"mode": mode, "pick": pick, "duration": round(rng.uniform(0.3, 2.0), 3)}
+    if kind == "pause":
+        target = "leader" if rng.random() < 0.7 else "random"
+        return {"target": target, "pick": pick, "duration": round(rng.uniform(1.0, 3.0), 3)}
+    if kind == "partition":
+        patterns = [p for p in PARTITION_PATTERNS if p != "ring" or frontends >= 4]
+        pattern = rng.choice(patterns)
+        return {"pattern": pattern, "pick": pick, "duration": round(rng.uniform(1.0, 3.0), 3)}
+    if kind == "restart":
+        return {"pick": pick, "duration": round(rng.uniform(0.2, 1.0), 3)}
+    if kind == "membership":
+        return {"target": "follower", "pick": pick, "duration": round(rng.uniform(1.0, 3.0), 3)}
+    if kind == "disk":
+        target = "follower" if rng.random() < 0.7 else "leader"
+        return {"target": target, "pick": pick, "duration": round(rng.uniform(1.0, 3.0), 3)}
+    raise ValueError(f"unknown nemesis kind {kind!r} (known: {', '.join(KINDS)})")
+
+
+def make_schedule(
+    seed: int,
+    kinds: list[str] | tuple[str, ...],
+    duration: float,
+    frontends: int = 3,
+    first_at: float = 1.0,
+    gap: tuple[float, float] = (1.0, 2.5),
+) -> list[Step]:
+    """The faults of a run of `duration` s: deterministic in (seed, kinds, duration, n)."""
+    kinds = list(kinds)
+    for k in kinds:
+        if k not in KINDS:
+            raise ValueError(f"unknown nemesis kind {k!r} (known: {', '.join(KINDS)})")
+    if not kinds:
+        return []
+    rng = random.Random(f"nemesis:{seed}")
+    steps: list[Step] = []
+    at = first_at
+    while True:
+        kind = rng.choice(kinds)
+        params = _params(kind, rng, frontends)
+        if at + params["duration"] > duration:
+            break
+        steps.append(Step(round(at, 3), kind, params))
+        at += params["duration"] + rng.uniform(*gap)
+    return steps
+
+
+# --- partitions -----------------------------------------------------------------------
+
+
+def partition_groups(pattern: str, members: list[int], leader: int | None, pick: int) -> dict:
+    """The blocked pairs of a pattern: {member: set of members it must not talk to}."""
+    rng = random.Random(pick)
+    order = list(members)
+    rng.shuffle(order)
+    n = len(order)
+    blocked: dict[int, set[int]] = {m: set() for m in members}
+
+    def cut(a: list[int], b: list[int]) -> None:
+        for x in a:
+            for y in b:
+                blocked[x].add(y)
+                blocked[y].add(x)
+
+    if pattern == "isolate-leader":
+        victim = leader if leader in members else order[0]
+        cut([victim], [m for m in members if m != victim])
+    elif pattern == "majority-minority":
+        major = order[: n // 2 + 1]
+        cut(major, order[n // 2 + 1 :])
+    elif pattern == "bridge":
+        # order[mid] talks to everyone; the two sides do not talk to each other.
+        mid = n // 2
+        cut(order[:mid], order[mid + 1 :])
+    elif pattern == "ring":
+        for k, m in enumerate(order):
+            neighbours = {order[(k - 1) % n], order[(k + 1) % n]}
+            blocked[m] |= {x for x in order if x != m and x not in neighbours}
+    else:
+        raise ValueError(f"unknown partition pattern {pattern!r}")
+    return blocked
+
+
+def fault_file(lab, i: int) -> Path:
+    return Path(lab.fes[i].data_dir) / "fault" / "blocked"
+
+
+def write_fault_file(lab, i: int, addresses: list[str]) -> None:
+    path = fault_file(lab, i)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name("blocked.tmp")
+    tmp.write_text("".join(a + "\n" for a in sorted(addresses)))
+    os.replace(tmp, path)
+
+
+def clear_fault_file(lab, i: int) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        fault_file(lab, i).unlink()
+
+
+# --- the faults -----------------------------------------------------------------------
+
+
+@dataclass
+class Fault:
+    """An injected fault (what the `faults` log of a run holds)."""
+
+    kind: str
+    params: dict
+    scheduled_at: float
+    description: str = ""
+    targets: list[int] = field(default_factory=list)
+    injected_at: float | None = None
+    healed_at: float | None = None
+    recovery_s: float | None = None
+    error: str | None = None
+    state: dict = field(default_factory=dict)  # what heal needs (not logged)
+
+    def log_entry(self) -> dict:
+        d = asdict(self)
+        d.pop("state")
+        return d
+
+
+def process_state(pid: int | None) -> str | None:
+    """The state letter of /proc/<pid>/stat (R, S, T, Z...), None if there is none."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _wait_stopped(pid: int | None, stopped: bool, timeout: float = 1.0) -> bool:
+    """Wait until the process is (not) stopped by a signal; SIGSTOP is asynchronous."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = process_state(pid)
+        if state is None or (state == "T") == stopped:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.005)
+
+
+def _rpc_retry(fn, timeout: float, what: str):
+    """Call fn() until it does not raise UNAVAILABLE/DEADLINE_EXCEEDED, up to `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except grpc.RpcError as e:
+            if (
+                e.code()
+                not in (
+                    grpc.StatusCode.UNAVAILABLE,
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
+                or time.monotonic() >= deadline
+            ):
+                raise RuntimeError(f"{what}: {e.code().name}: {e.details()}") from None
+            time.sleep(0.1)
+
+
+class Nemesis:
+    """Injects and heals faults in a `zones.lab.Lab` (see the module docstring)."""
+
+    def __init__(self, lab, clock=None) -> None:
+        self.lab = lab
+        self.clock = clock or time.monotonic
+        self.removed: set[int] = set()  # lab indexes deleted from the zone
+        self.tmpfs: dict[int, str] = {}  # lab index -> mount point (its data dir)
+        self.active: list[Fault] = []
+        self.log: list[Fault] = []
+
+    # --- the zone as it is now --------------------------------------------------------
+
+    def members(self) -> list[int]:
+        return [i for i in range(len(self.lab.fes)) if i not in self.removed]
+
+    def targets(self) -> list[tuple[int, str]]:
+        """(index, gRPC endpoint) of every front-end in the zone (for the clients)."""
+        return [(i, self.lab.fes[i].grpc) for i in self.members()]
+
+    def leader(self, timeout: float = 5.0) -> int | None:
+        members = set(self.members())
+        try:
+            i = self.lab.leader_index(timeout=timeout)
+        except Exception:
+            return None
+        return i if i in members else None
+
+    def _choose(self, target: str, pick: int) -> int:
+        members = self.members()
+        if target == "leader":
+            leader = self.leader()
+            if leader is not None:
+                return leader
+        if target == "follower":
+            leader = self.leader()
+            followers = [m for m in members if m != leader]
+            if followers:
+                return followers[pick % len(followers)]
+        return members[pick % len(members)]
+
+    # --- inject / heal ----------------------------------------------------------------
+
+    def inject(self, step: Step) -> Fault:
+        fault = Fault(kind=step.kind, params=dict(step.params), scheduled_at=step.at)
+        fault.injected_at = self.clock()
+        self.active.append(fault)
+        self.log.append(fault)
+        try:
+            getattr(self, f"_inject_{step.kind}")(fault)
+        except Exception as e:
+            log.exception("inject %s failed", step.kind)
+            fault.error = f"inject: {type(e).__name__}: {e}"
+        log.info("nemesis: %s", fault.description or fault.kind)
+        return fault
+
+    def heal(self, fault: Fault) -> None:
+        if fault not in self.active:
+            return
+        try:
+            getattr(self, f"_heal_{fault.kind}")(fault)
+        except Exception as e:
+            log.exception("heal %s failed", fault.kind)
+            fault.error = (fault.error + "; " if fault.error else "") + (
+                f"heal: {type(e).__name__}: {e}"
+            )
+        fault.healed_at = self.clock()
+        self.active.remove(fault)
+
+    def heal_all(self) -> None:
+        """Heal every active fault, then make sure nothing is left behind: every member
+        running and not paused, no fault file, no ballast."""
+        for fault in list(reversed(self.active)):
+            self.heal(fault)
+        for i in self.members():
+            clear_fault_file(self.lab, i)
+            if self.lab.running(i):
+                self.lab.resume(i)
+            else:
+                self.lab.start(i)
+        for mount in self.tmpfs.values():
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(mount, BALLAST))
+
+    # kill ------------------------------------------------------------------------------
+
+    def _inject_kill(self, fault: Fault) -> None:
+        mode, pick = fault.params["mode"], fault.params["pick"]
+        members = [m for m in self.members() if self.lab.running(m)]
+        if mode == "majority":
+            leader = self.leader()
+            rng = random.Random(pick)
+            order = list(members)
+            rng.shuffle(order)
+            count = len(self.members()) // 2 + 1
+            victims = sorted(order[:count])
+            fault.description = f"SIGKILL a majority {victims} (leader was {leader})"
+        else:
+            victim = self._choose("leader" if mode == "leader" else "random", pick)
+            victims = [victim]
+            fault.description = f"SIGKILL the {mode} front-end {victim}"
+        fault.targets = victims
+        self._kill_all(victims)
+
+    def _heal_kill(self, fault: Fault) -> None:
+        for i in fault.targets:
+            if not self.lab.running(i) and i not in self.removed:
+                self.lab.start(i)
+
+    def _kill_all(self, victims: list[int]) -> None:
+        # Every SIGKILL first (at once), then reap each.
+        for i in victims:
+            pid = self.lab.fes[i].pid
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        for i in victims:
+            self.lab.kill(i, signal.SIGKILL)
+
+    # pause -----------------------------------------------------------------------------
+
+    def _inject_pause(self, fault: Fault) -> None:
+        i = self._choose(fault.params["target"], fault.params["pick"])
+        was_leader = i == self.leader(timeout=1.0)
+        fault.targets = [i]
+        fault.description = (
+            f"SIGSTOP front-end {i}{' (the leader)' if was_leader else ''} "
+            f"for {fault.params['duration']} s"
+        )
+        self.lab.pause(i)
+        _wait_stopped(self.lab.fes[i].pid, True)
+
+    def _heal_pause(self, fault: Fault) -> None:
+        for i in fault.targets:
+            self.lab.resume(i)
+            _wait_stopped(self.lab.fes[i].pid, False)
+
+    # partition -------------------------------------------------------------------------
+
+    def _inject_partition(self, fault: Fault) -> None:
+        pattern, pick = fault.params["pattern"], fault.params["pick"]
+        members = self.members()
+        leader = self.leader() if pattern == "isolate-leader" else None
+        if pattern == "ring" and len(members) < 4:
+            pattern = "bridge"  # a ring of 3 is fully connected
+        blocked = partition_groups(pattern, members, leader, pick)
+        self.apply_partition(blocked)
+        fault.targets = members
+        fault.state["blocked"] = {i: sorted(b) for i, b in blocked.items()}
+        cuts = sorted({tuple(sorted((a, b))) for a, bs in blocked.items() for b in bs})
+        fault.description = (
+            f"partition {pattern}"
+            + (f" (leader {leader})" if leader is not None else "")
+            + ": cut "
+            + ", ".join(f"{a}-{b}" for a, b in cuts)
+        )
+        fault.params = {**fault.params, "cuts": [list(c) for c in cuts]}
+
+    def apply_partition(self, blocked: dict[int, set[int]]) -> None:
+        lab = self.lab
+        for i, others in blocked.items():
+            if others:
+                write_fault_file(lab, i, [lab.fes[o].raft for o in others])
+            else:
+                clear_fault_file(lab, i)
+
+    def _heal_partition(self, fault: Fault) -> None:
+        for i in fault.state.get("blocked", {}):
+            clear_fault_file(self.lab, i)
+
+    # restart ---------------------------------------------------------------------------
+
+    def _inject_restart(self, fault: Fault) -> None:
+        victims = [m for m in self.members() if self.lab.running(m)]
+        fault.targets = victims
+        fault.description = f"SIGKILL every front-end {victims} at once, restart after " + (
+            f"{fault.params['duration']} s"
+        )
+        self._kill_all(victims)
+
+    def _heal_restart(self, fault: Fault) -> None:
+        for i in fault.targets:
+            if not self.lab.running(i):
+                self.lab.start(i)
+
+    # membership ------------------------------------------------------------------------
+
+    def _inject_membership(self, fault: Fault) -> None:
+        lab = self.lab
+        leader = self.leader()
+        if leader is None:
+            raise RuntimeError("no leader to remove a server through")
+        i = self._choose("follower", fault.params["pick"])
+        if i == leader:
+            raise RuntimeError("no follower to remove")
+        server_id = lab.fes[i].id
+        fault.targets = [i]
+        fault.description = f"ServerDel front-end {i} (server id {server_id}), then add a new one"
+        rid = f"nemesis-del-{server_id}-{fault.params['pick']}"
+        _rpc_retry(
+            lambda: lab.client(None, 5.0).zone.ServerDel(
+                zone_pb2.ServerDelRequest(id=server_id, request_id=rid), timeout=5.0
+            ),
+            15.0,
+            f"ServerDel {server_id}",
+        )
+        self.removed.add(i)
+        clear_fault_file(lab, i)
+        if lab.running(i):
+            lab.kill(i, signal.SIGKILL)
+
+    def _heal_membership(self, fault: Fault) -> None:
+        if not fault.targets or fault.targets[0] not in self.removed:
+            return  # the deletion did not happen
+        j = self.lab.add_frontend(timeout=20.0)
+        fault.state["added"] = j
+        fault.description += f" (added front-end {j}, server id {self.lab.fes[j].id})"
+        fault.params = {**fault.params, "added": j}
+
+    # disk ------------------------------------------------------------------------------
+
+    def setup_disk(self, i: int, size: str = TMPFS_SIZE) -> str:
+        """Stop front-end i, move its data dir onto a tmpfs of `size`, start it again."""
+        lab = self.lab
+        if i in self.tmpfs:
+            return self.tmpfs[i]
+        data = lab.fes[i].data_dir
+        was_running = lab.running(i)
+        if was_running:
+            lab.stop(i)
+        keep = data + ".keep"
+        shutil.move(data, keep)
+        os.makedirs(data)
+        subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", data],
+            check=True,
+        )
+        self.tmpfs[i] = data
+        for name in os.listdir(keep):
+            src = os.path.join(keep, name)
+            (shutil.copytree if os.path.isdir(src) else shutil.copy2)(src, os.path.join(data, name))
+        shutil.rmtree(keep)
+        if was_running:
+            lab.start(i)
+            lab.wait_serving(i, 20.0)
+        return data
+
+    def setup(self, kinds) -> None:
+        """Before the run: every front-end's data on a tmpfs if the disk nemesis is used."""
+        if "disk" in kinds:
+            for i in self.members():
+                self.setup_disk(i)
+            self.lab.leader_index(timeout=20.0)
+
+    def _inject_disk(self, fault: Fault) -> None:
+        i = self._choose(fault.params["target"], fault.params["pick"])
+        fault.targets = [i]
+        mount = self.setup_disk(i)
+        ballast = os.path.join(mount, BALLAST)
+        fault.state["ballast"] = ballast
+        with open(ballast, "wb") as f:
+            chunk = b"\0" * (1 << 20)
+            with contextlib.suppress(OSError):
+                while True:
+                    f.write(chunk)
+                    f.flush()
+        st = os.statvfs(mount)
+        fault.description = (
+            f"full disk on front-end {i} ({fault.params['target']}): "
+            f"{st.f_bavail * st.f_frsize // 1024} KiB free"
+        )
+
+    def _heal_disk(self, fault: Fault) -> None:
+        ballast = fault.state.get("ballast")
+        if ballast:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(ballast)
+
+    # --- the end ----------------------------------------------------------------------
+
+    def cleanup(self) -> None:
+        """Unmount every tmpfs (call after the lab is down)."""
+        for i, mount in list(self.tmpfs.items()):
+            if self.lab.running(i):
+                with contextlib.suppress(Exception):
+                    self.lab.stop(i)
+            subprocess.run(["umount", "-l", mount], check=False)
+            del self.tmpfs[i]
