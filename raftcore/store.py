@@ -463,7 +463,9 @@ class StoreReader:
                 subdir=True,
             )
             # Handles opened in a read-only txn die with it: let py-lmdb open them.
-            self._dbs = {name: self._env.open_db(name.encode(), create=False) for name in schema.DBS}
+            self._dbs = {
+                name: self._env.open_db(name.encode(), create=False) for name in schema.DBS
+            }
         except lmdb.Error as e:
             raise StoreError(f"cannot open the store at {path} for reading: {e}") from e
 
