@@ -1,5 +1,6 @@
 """Real oned processes on 127.0.0.1: failures, restarts, snapshots, membership, forwarding."""
 
+import os
 import signal
 
 import grpc
@@ -152,3 +153,38 @@ def test_bad_requests_are_refused_and_change_nothing(zone3):
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert fragment in err.value.details().lower()
     assert not get(zone3, zone3.leader_index(), "big", linearizable=True).found
+
+
+def _worker_pid(lab: Lab, i: int) -> int:
+    children = open(f"/proc/{lab.frontend(i).pid}/task/{lab.frontend(i).pid}/children").read()
+    [pid] = [int(p) for p in children.split()]
+    return pid
+
+
+def _state(lab: Lab, i: int) -> str:
+    try:
+        return lab.local_status(i).state
+    except grpc.RpcError:
+        return "unreachable"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_api_worker_and_raft_process_live_and_die_together(zone3):
+    leader = zone3.leader_index()
+    follower = (leader + 1) % 3
+    worker = _worker_pid(zone3, follower)
+    os.kill(worker, signal.SIGKILL)  # the worker dies: its oned stops too
+    wait_for(lambda: not zone3.running(follower), timeout=10, what="oned exits")
+    zone3.start(follower)
+    wait_for(lambda: _state(zone3, follower) == "follower", 20, "the follower serves again")
+    worker = _worker_pid(zone3, follower)
+    zone3.kill(follower)  # oned dies: its worker goes with it
+    wait_for(lambda: not _alive(worker), timeout=10, what="the worker exits")
+    put(zone3, "still-serving")
