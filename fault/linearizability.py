@@ -187,7 +187,7 @@ def _precheck(
 
 def _bad(key: str, blame: list[int], get: Op, why: str) -> _KeyResult:
     text = f"key {key!r}: {get.describe()} returned {get.result!r}, {why}"
-    return _KeyResult(False, explanation=text, blame=blame)
+    return _KeyResult(False, explanation=text, blame=sorted(blame))
 
 
 class _Search:
@@ -370,25 +370,29 @@ class _Search:
             key=self.end.__getitem__,
         )
         holds = self._value_text(cur)
+        by = f"{self.end[urgent]:.6f}"
+        if self.end[urgent] < self.ops[urgent].deadline:
+            by += " (when a get that returned its value completed)"
         lines = [
             f"key {self.key!r}: no order of the operations fits their real-time order "
             f"and the register. At best {self.best} of {total} required operations linearize; "
             f"then the register holds {holds}, and {self.ops[urgent].describe()} must take "
-            f"effect by {self.end[urgent]:.6f}, but none of the ops that may come next fits:"
+            f"effect by {by}, but none of the ops that may come next fits:"
         ]
+        readers = [i for i in range(self.n) if self.gets_of[cur] & ~mask & self.bit[i]]
         for i in pending:
             op = self.ops[i]
             if not self.is_put[i]:
                 why = f"returned {op.result!r}, not {holds}"
             elif not self.may_overwrite(mask, cur, i):
-                why = f"would overwrite {holds}, which a pending get has yet to return"
+                why = f"would overwrite {holds}, which {self.ops[readers[0]].describe()} returns"
             else:
                 why = "every continuation after it fails"
             lines.append(f"  - {op.describe()}: {why}")
         tail = self.best_path[-8:]
         if tail:
             lines.append("last linearized: " + "; ".join(self.ops[i].describe() for i in tail))
-        blame = sorted({self.pos[i] for i in [*pending, urgent, *tail]})
+        blame = sorted({self.pos[i] for i in [*pending, urgent, *tail, *readers[:1]]})
         return "\n".join(lines), blame
 
     def _value_text(self, code: int) -> str:

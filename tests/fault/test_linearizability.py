@@ -127,6 +127,19 @@ def test_failed_put_seen_by_a_read() -> None:
     cx = res.counterexample
     assert cx is not None and "failed put" in cx["explanation"]
     assert {op.kind for op in cx["ops"]} == {"get", "put"}  # names the read and the put
+    assert cx["indices"] == [1, 2]
+
+
+def test_counterexample_without_shrinking_names_the_stuck_ops() -> None:
+    ops = [put("x", -5, -4), put("a", 0, 10), put("b", 0, 10), get("b", 1, 2), get("a", 11)]
+    ops.append(get("b", 13))
+    res = check(ops, shrink=False)
+    cx = res.counterexample
+    assert res.linearizable is False and cx is not None
+    # Stuck after x, b, get b: a can't overwrite b, which the last get still has to return.
+    assert cx["indices"] == [0, 1, 2, 3, 5]
+    assert "register holds 'b'" in cx["explanation"]
+    assert [ops[i] for i in cx["indices"]] == cx["ops"]
 
 
 def test_failed_put_dropped() -> None:
