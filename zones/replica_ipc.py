@@ -276,6 +276,7 @@ class RemoteReplica:
         self._state = {"leader": None, "is_leader": False, "role": "follower", "term": 0}
         self._role_subscribers: list[Callable[[str, int], None]] = []
         self._writer: asyncio.StreamWriter | None = None
+        self._outbox: list[bytes] = []
         self._ready = threading.Event()
         self.on_lost: Callable[[], None] | None = None
 
@@ -341,13 +342,21 @@ class RemoteReplica:
         ident = next(self._ids)
         future = self._loop.create_future()
         self._waiting[ident] = future
-        self._writer.write(_frame([frame_head[0], ident, *body]))
+        # Coalesce the frames of one loop iteration into one write (one syscall).
+        self._outbox.append(_frame([frame_head[0], ident, *body]))
+        if len(self._outbox) == 1:
+            self._loop.call_soon(self._flush)
         timer = self._loop.call_later(timeout, _expire, future)
         try:
             return await future
         finally:
             timer.cancel()
             self._waiting.pop(ident, None)
+
+    def _flush(self) -> None:
+        frames, self._outbox = self._outbox, []
+        if frames and self._writer is not None:
+            self._writer.write(b"".join(frames))
 
     async def propose_async(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
         index, result = await self._request(["p"], [command], timeout)
