@@ -4,7 +4,9 @@ Kinds (each has inject and heal, and describes itself for the `faults` log):
 
 - ``kill``: SIGKILL the leader, a random front-end or a majority; heal restarts them.
 - ``pause``: SIGSTOP a front-end (often the leader) for 1-3 s, longer than the election
-  timeout; heal sends SIGCONT. A paused old leader must neither complete writes nor serve
+  timeout; heal sends SIGCONT. Scope ``frontend``: every process of the front-end (oned
+  and its API worker: oned's process group); ``raft``: the raft process alone, while its
+  API worker keeps serving. A paused old leader must neither complete writes nor serve
   stale linearizable reads after it resumes (the linearizability checker catches that).
 - ``partition``: raft messages dropped between front-ends through the fault files
   (``<data_dir>/fault/blocked``: raft addresses, one a line, whose messages that
@@ -72,7 +74,11 @@ def _params(kind: str, rng: random.Random, frontends: int) -> dict:
         return {"mode": mode, "pick": pick, "duration": round(rng.uniform(0.3, 2.0), 3)}
     if kind == "pause":
         target = "leader" if rng.random() < 0.7 else "random"
-        return {"target": target, "pick": pick, "duration": round(rng.uniform(1.0, 3.0), 3)}
+        # frontend: every process of the front-end (raft and API worker); raft: the raft
+        # process alone, its API worker keeps answering.
+        scope = "frontend" if rng.random() < 0.7 else "raft"
+        duration = round(rng.uniform(1.0, 3.0), 3)
+        return {"target": target, "scope": scope, "pick": pick, "duration": duration}
     if kind == "partition":
         patterns = [p for p in PARTITION_PATTERNS if p != "ring" or frontends >= 4]
         pattern = rng.choice(patterns)
@@ -203,6 +209,22 @@ def process_state(pid: int | None) -> str | None:
         return None
 
 
+def group_members(pgid: int) -> list[int]:
+    """Pids of the processes in process group `pgid` (from /proc)."""
+    out = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid:
+            out.append(int(name))
+    return sorted(out)
+
+
 def _wait_stopped(pid: int | None, stopped: bool, timeout: float = 1.0) -> bool:
     """Wait until the process is (not) stopped by a signal; SIGSTOP is asynchronous."""
     deadline = time.monotonic() + timeout
@@ -310,8 +332,11 @@ class Nemesis:
             self.heal(fault)
         for i in self.members():
             clear_fault_file(self.lab, i)
+            pid = self.lab.fes[i].pid
             if self.lab.running(i):
-                self.lab.resume(i)
+                for p in group_members(pid) if pid else ():
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(p, signal.SIGCONT)
             else:
                 self.lab.start(i)
         for mount in self.tmpfs.values():
@@ -357,19 +382,38 @@ class Nemesis:
 
     def _inject_pause(self, fault: Fault) -> None:
         i = self._choose(fault.params["target"], fault.params["pick"])
+        scope = fault.params.get("scope", "frontend")
         was_leader = i == self.leader(timeout=1.0)
         fault.targets = [i]
         fault.description = (
-            f"SIGSTOP front-end {i}{' (the leader)' if was_leader else ''} "
+            f"SIGSTOP front-end {i}{' (the leader)' if was_leader else ''}"
+            f"{' (raft process only)' if scope == 'raft' else ''} "
             f"for {fault.params['duration']} s"
         )
-        self.lab.pause(i)
-        _wait_stopped(self.lab.fes[i].pid, True)
+        fault.state["pids"] = self._stop(i, scope)
 
     def _heal_pause(self, fault: Fault) -> None:
-        for i in fault.targets:
-            self.lab.resume(i)
-            _wait_stopped(self.lab.fes[i].pid, False)
+        for pid in fault.state.get("pids", ()):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        for pid in fault.state.get("pids", ()):
+            _wait_stopped(pid, False)
+
+    def _stop(self, i: int, scope: str) -> list[int]:
+        """SIGSTOP front-end i: its raft process, or (scope "frontend") every process of
+        its process group (the lab starts oned in a session of its own: the API worker)."""
+        pid = self.lab.fes[i].pid
+        if pid is None:
+            return []
+        pids = [pid]
+        if scope == "frontend":
+            pids += [p for p in group_members(pid) if p != pid]
+        for p in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGSTOP)
+        for p in pids:
+            _wait_stopped(p, True)
+        return pids
 
     # partition -------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ from fault.nemesis import (
     Nemesis,
     Step,
     fault_file,
+    group_members,
     make_schedule,
     partition_groups,
     process_state,
@@ -158,19 +159,28 @@ def test_restart_kills_every_frontend_and_heal_restarts_them(lab):
 
 @pytest.mark.cluster
 @pytest.mark.fault_timeout(90)
-def test_pause_stops_the_process_and_heal_continues_it(lab):
+@pytest.mark.parametrize("scope", ["frontend", "raft"])
+def test_pause_stops_the_frontend_and_heal_continues_it(lab, scope):
     nemesis = Nemesis(lab)
     leader = lab.leader_index()
-    fault = nemesis.inject(Step(0.0, "pause", {"target": "leader", "pick": 0, "duration": 1}))
     pid = lab.frontend(leader).pid
+    group = group_members(pid)
+    assert pid in group and len(group) >= 2, "oned and its API worker share a process group"
+    step = Step(0.0, "pause", {"target": "leader", "scope": scope, "pick": 0, "duration": 1})
+    fault = nemesis.inject(step)
     try:
         assert fault.targets == [leader]
         assert process_state(pid) == "T"
+        others = [process_state(p) for p in group if p != pid]
+        if scope == "frontend":
+            assert others and all(s == "T" for s in others), others
+        else:
+            assert others and all(s != "T" for s in others), others
         # Another front-end takes over while it is stopped.
         assert lab.leader_index(timeout=10, exclude=(leader,)) != leader
     finally:
         nemesis.heal(fault)
-    assert process_state(pid) != "T"
+    assert all(process_state(p) != "T" for p in group)
     assert wait_writable(lab, 20) > 0
 
 
