@@ -87,6 +87,8 @@ class ReplicaConfig:
     snapshot_min_entries: int = 10000
     fault_injection: bool = False
     min_free_bytes: int = 64 * 1024 * 1024
+    # A server added to a running zone: it neither votes nor campaigns until caught up.
+    joining: bool = False
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -298,6 +300,8 @@ class RaftReplica:
         self._last_warning = 0.0
         self._inflight = 0
         self._inflight_since = 0.0
+        # Only a fresh server waits: one that has state already caught up once.
+        self.catching_up = cfg.joining and store.applied_index == 0
         self.ack_trace: list[tuple[int, int]] | None = None  # (acked index, synced index)
         self.gate = DurabilityGate(lambda: self.journal.dirty, self.is_leader)
         self.gate.decorate = self._decorate
@@ -361,6 +365,9 @@ class RaftReplica:
                 log.exception("raft-thread action failed")
         if self.cfg.fault_injection:
             self._poll_fault_file()
+        if self.catching_up:
+            # Behind the zone, this server would only disrupt it by standing for election.
+            self._engine._SyncObj__raftElectionDeadline = time.monotonic() + 3600
         self._flush_proposals()
 
     def _tick_end(self) -> None:
@@ -484,6 +491,11 @@ class RaftReplica:
             return
         engine = self._engine
         kind = message.get("type")
+        if self.catching_up:
+            if kind == "request_vote":
+                return  # no vote before it has caught up
+            if kind == "append_entries":
+                self._check_caught_up(message)
         if kind == "append_entries":
             if "transmission" in message:
                 log.error("dropping a chunked append_entries (entry above the batch size)")
@@ -510,6 +522,16 @@ class RaftReplica:
                 self._acked_rs[node] = message["rs"]
                 self._progress = True
         engine.original_on_message(node, message)
+
+    def _check_caught_up(self, message: dict) -> None:
+        commit = message.get("commit_index", 0)
+        if commit > 1 and self._engine.raftLastApplied >= commit:
+            self.catching_up = False
+            engine = self._engine
+            engine._SyncObj__raftElectionDeadline = (
+                time.monotonic() + engine._SyncObj__generateRaftTimeout()
+            )
+            log.info("caught up with the zone at index %d; voting from now on", commit)
 
     def _warn_rate_limited(self, text: str) -> None:
         now = time.monotonic()

@@ -71,6 +71,9 @@ class RaftConfig:
     leader_fallback_timeout: float = 1.0
     snapshot_min_entries: int = 10000
     fault_injection: bool = False
+    # Set on a server added to a running zone: until it has caught up with the leader it
+    # neither votes nor stands for election.
+    join: bool = False
     # Writes are refused (RESOURCE_EXHAUSTED) while the data dir has less free space.
     min_free_bytes: int = 64 * 1024 * 1024
     # "raft" (the real consensus) or "local": a test/dev-only single-server mode that
@@ -411,6 +414,7 @@ def _raft(data: dict, where: str) -> RaftConfig:
         snapshot_min_entries=t.integer("snapshot_min_entries", d.snapshot_min_entries, 1),
         fault_injection=t.get("fault_injection", bool, d.fault_injection, "true or false"),
         min_free_bytes=t.integer("min_free_bytes", d.min_free_bytes, 0),
+        join=t.get("join", bool, d.join, "true or false"),
         replica=t.string("replica", d.replica),
     )
     t.check_unknown()

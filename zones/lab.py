@@ -263,7 +263,7 @@ class Lab:
             info = self.client(None, timeout).zone.Info(zone_pb2.ZoneInfoRequest(), timeout=timeout)
             members = {s.raft_endpoint for s in info.servers}
             Path(fe.config).write_text(
-                self._config_text(fe, [f for f in self.fes if f.raft in members])
+                self._config_text(fe, [f for f in self.fes if f.raft in members], join=True)
             )
             self.start(i)
             self._save()
@@ -491,7 +491,9 @@ class Lab:
         for fe in self.fes:
             Path(fe.config).write_text(self._config_text(fe))
 
-    def _config_text(self, fe: FrontendInfo, servers: list[FrontendInfo] | None = None) -> str:
+    def _config_text(
+        self, fe: FrontendInfo, servers: list[FrontendInfo] | None = None, join: bool = False
+    ) -> str:
         d = RaftConfig()
         raft = {
             "election_timeout_min": d.election_timeout_min,
@@ -502,6 +504,8 @@ class Lab:
             "fault_injection": self.fault_injection,
             **self.raft_overrides,
         }
+        if join:
+            raft["join"] = True
         lines = [
             f"# front-end {fe.id} of the lab in {self.dir} (written by zones.lab)",
             f"server_id = {fe.id}",

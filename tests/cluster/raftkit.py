@@ -48,7 +48,7 @@ class Cluster:
         for i in range(n):
             self.start(i)
 
-    def config(self, i: int, **extra) -> ReplicaConfig:
+    def config(self, i: int, joining: bool = False, **extra) -> ReplicaConfig:
         d = os.path.join(self.base, f"fe{i}")
         os.makedirs(d, exist_ok=True)
         kw = {"snapshot_min_entries": 10000, "fault_injection": True, **self.overrides}
@@ -58,12 +58,13 @@ class Cluster:
             peers=self.addrs,
             data_dir=d,
             secret="s" * 32,
+            joining=joining,
             extra=extra,
             **kw,
         )
 
-    def start(self, i: int, **extra) -> RaftReplica:
-        cfg = self.config(i, **extra)
+    def start(self, i: int, joining: bool = False, **extra) -> RaftReplica:
+        cfg = self.config(i, joining, **extra)
         store = Store(os.path.join(cfg.data_dir, "state"), map_size=1 << 28)
         self.replicas[i] = RaftReplica(cfg, store)
         return self.replicas[i]
@@ -86,6 +87,15 @@ class Cluster:
             return 0
 
         return wait_for(find, timeout, "a leader") - 1
+
+    def add(self) -> int:
+        """Add a server to the zone through the leader and start it as a joiner."""
+        address = f"127.0.0.1:{free_port()}"
+        self.replicas[self.leader()].add_server(address)
+        self.addrs.append(address)
+        self.replicas.append(None)
+        self.start(len(self.addrs) - 1, joining=True)
+        return len(self.addrs) - 1
 
     def partition(self, side_a: list[int], side_b: list[int]) -> None:
         for group, other in ((side_a, side_b), (side_b, side_a)):

@@ -196,3 +196,31 @@ def test_proposal_on_a_follower_names_the_leader(cluster3):
     with pytest.raises(NotLeader) as err:
         follower.propose(put("x"))
     assert err.value.leader == cluster3.addrs[leader_i]
+
+
+def test_a_joining_server_neither_votes_nor_campaigns_until_caught_up(tmp_path):
+    c = Cluster(str(tmp_path), 3, snapshot_min_entries=300)
+    try:
+        leader = c.replicas[c.leader()]
+        for i in range(400):
+            leader.propose(put(f"k{i}"))
+        new = c.add()
+        joiner = c.replicas[new]
+        roles = []
+        joiner.subscribe_role(lambda role, _term: roles.append(role))
+        assert joiner.catching_up
+        voter = next(iter(joiner._engine.otherNodes))
+        joiner._actions.append(
+            lambda: joiner._on_message(
+                voter,
+                {"type": "request_vote", "term": 99, "last_log_index": 10**6, "last_log_term": 99},
+            )
+        )
+        wait_for(lambda: not joiner.catching_up, timeout=15, what="the joiner catches up")
+        assert joiner.journal.getVotedForNodeId() is None and joiner.status().term < 99
+        assert "candidate" not in roles and "leader" not in roles
+        assert kv(joiner, "k399") is not None
+        leader.propose(put("after-join"))
+        wait_for(lambda: kv(joiner, "after-join") is not None, what="the joiner follows")
+    finally:
+        c.close()
