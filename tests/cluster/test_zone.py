@@ -188,3 +188,37 @@ def test_api_worker_and_raft_process_live_and_die_together(zone3):
     zone3.kill(follower)  # oned dies: its worker goes with it
     wait_for(lambda: not _alive(worker), timeout=10, what="the worker exits")
     put(zone3, "still-serving")
+
+
+def _journal(lab: Lab, i: int) -> str:
+    return os.path.join(lab.frontend(i).data_dir, "raft", "journal", "log")
+
+
+def test_torn_journal_tail_is_cut_on_restart_and_the_server_catches_up(zone3):
+    leader = zone3.leader_index()
+    follower = (leader + 1) % 3
+    acked = {f"t{i}": put(zone3, f"t{i}") for i in range(30)}
+    zone3.kill(follower)
+    path = _journal(zone3, follower)
+    os.truncate(path, os.path.getsize(path) - 7)  # a record half written at the crash
+    acked.update({f"u{i}": put(zone3, f"u{i}") for i in range(10)})
+    zone3.start(follower)
+    all_present(zone3, acked, servers=[follower])
+    assert "discarding a torn tail" in open(zone3.frontend(follower).log).read()
+
+
+def test_corruption_inside_the_journal_refuses_to_start(zone3):
+    leader = zone3.leader_index()
+    follower = (leader + 1) % 3
+    for i in range(30):
+        put(zone3, f"c{i}")
+    zone3.kill(follower)
+    path = _journal(zone3, follower)
+    with open(path, "r+b") as f:
+        f.seek(os.path.getsize(path) // 2)
+        f.write(b"\xde\xad\xbe\xef")
+    zone3.start(follower)
+    wait_for(lambda: not zone3.running(follower), timeout=15, what="oned refuses to start")
+    log = open(zone3.frontend(follower).log).read()
+    assert "refusing to start on a corrupt journal" in log
+    put(zone3, "zone-still-serves")
