@@ -34,6 +34,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--keys", type=int, default=20)
     ap.add_argument("--max-ops", type=int, default=10000, help="operations budget of the run")
+    ap.add_argument(
+        "--snapshot-entries",
+        type=int,
+        default=500,
+        help="raft snapshot_min_entries of the zone (small: snapshots during the run)",
+    )
     ap.add_argument("--time-limit", type=float, default=60.0, help="checker time limit (s)")
     ap.add_argument("--dir", default=None, help="where the zone and histories go (default: tmp)")
     ap.add_argument("--schedule", action="store_true", help="print the schedule and exit")
@@ -71,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         keys=args.keys,
         time_limit_s=args.time_limit,
         max_ops=args.max_ops,
+        snapshot_entries=args.snapshot_entries,
     )
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 1 if result.get("violation") else 0

@@ -176,6 +176,12 @@ class _Client(threading.Thread):
             elif rec.think_s:
                 rec._halt.wait(self.rng.uniform(0, 2 * rec.think_s))
 
+    def timeout(self) -> float:
+        """Most operations give up after op_timeout; some wait long_timeout, longer than a
+        pause, so that what a paused front-end answers after it resumes is seen too."""
+        rec = self.rec
+        return rec.long_timeout if self.rng.random() < rec.long_fraction else rec.op_timeout
+
     def pick(self) -> Target | None:
         targets = self.rec.targets()
         return self.rng.choice(targets) if targets else None
@@ -205,7 +211,7 @@ class _Client(threading.Thread):
             invoke = rec.now()
             try:
                 resp = self.stub(endpoint).Put(
-                    request, timeout=rec.op_timeout, metadata=rec.metadata
+                    request, timeout=self.timeout(), metadata=rec.metadata
                 )
             except grpc.RpcError as e:
                 complete = rec.now()
@@ -290,7 +296,7 @@ class _Client(threading.Thread):
             min_index=min_index,
         )
         try:
-            resp = self.stub(endpoint).Get(request, timeout=rec.op_timeout, metadata=rec.metadata)
+            resp = self.stub(endpoint).Get(request, timeout=self.timeout(), metadata=rec.metadata)
         except grpc.RpcError as e:
             code, details = e.code(), e.details() or ""
             rec._count_error(code, details)
@@ -325,6 +331,8 @@ class Recorder:
         write_fraction: float = 0.5,
         local_fraction: float = 0.2,
         op_timeout: float = 1.0,
+        long_timeout: float = 4.0,
+        long_fraction: float = 0.15,
         put_retries: int = 10,
         retry_for_s: float = 3.0,
         retry_pause_s: float = 0.05,
@@ -341,6 +349,8 @@ class Recorder:
         self.write_fraction = write_fraction
         self.local_fraction = local_fraction
         self.op_timeout = op_timeout
+        self.long_timeout = long_timeout
+        self.long_fraction = long_fraction
         self.put_retries = put_retries
         self.retry_for_s = retry_for_s
         self.retry_pause_s = retry_pause_s

@@ -84,13 +84,19 @@ def run(
     max_ops: int = 10000,
     think_s: float = 0.005,
     rate: float | None = None,
+    snapshot_entries: int | None = 500,
     keep_zone: bool = False,
 ) -> dict:
     """Run the zone under faults; returns the result dict (see bench/faults.py)."""
     kinds = list(kinds)
     base = Path(tempfile.mkdtemp(prefix="faults-")) if dir is None else Path(dir).resolve()
     base.mkdir(parents=True, exist_ok=True)
-    overrides = {"min_free_bytes": DISK_MIN_FREE_BYTES} if "disk" in kinds else {}
+    overrides: dict = {}
+    if "disk" in kinds:
+        overrides["min_free_bytes"] = DISK_MIN_FREE_BYTES
+    if snapshot_entries:
+        # Snapshots (and their install on a lagging or new front-end) happen during the run.
+        overrides["snapshot_min_entries"] = snapshot_entries
     lab = Lab(base / "zone", frontends=frontends, fault_injection=True, raft_overrides=overrides)
     t0 = time.monotonic()
 
