@@ -42,6 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--time-limit", type=float, default=60.0, help="checker time limit (s)")
     ap.add_argument("--dir", default=None, help="where the zone and histories go (default: tmp)")
+    ap.add_argument(
+        "--lanes",
+        type=int,
+        default=1,
+        help="independent fault timelines; 2+ lets faults overlap (default 1: one at a time)",
+    )
     ap.add_argument("--schedule", action="store_true", help="print the schedule and exit")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("-v", "--verbose", action="store_true")
@@ -51,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     if bad:
         ap.error(f"unknown nemesis {bad} (known: {', '.join(KINDS)})")
     if args.schedule:
-        steps = make_schedule(args.seed, kinds, args.seconds, args.frontends)
+        steps = make_schedule(args.seed, kinds, args.seconds, args.frontends, lanes=args.lanes)
         print(json.dumps([s.as_tuple() for s in steps]))
         return 0
     logging.basicConfig(
@@ -78,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         time_limit_s=args.time_limit,
         max_ops=args.max_ops,
         snapshot_entries=args.snapshot_entries,
+        lanes=args.lanes,
     )
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 1 if result.get("violation") else 0

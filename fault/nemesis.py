@@ -37,6 +37,7 @@ import random
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,25 +101,41 @@ def make_schedule(
     frontends: int = 3,
     first_at: float = 1.0,
     gap: tuple[float, float] = (1.0, 2.5),
+    lanes: int = 1,
 ) -> list[Step]:
-    """The faults of a run of `duration` s: deterministic in (seed, kinds, duration, n)."""
+    """The faults of a run of `duration` s: deterministic in (seed, kinds, duration, n,
+    lanes). One lane: one fault at a time. More lanes: independent timelines whose faults
+    may overlap (a partition during a kill, a membership change during a pause...); each
+    step's params name its "lane" then, and the steps come sorted by time."""
     kinds = list(kinds)
     for k in kinds:
         if k not in KINDS:
             raise ValueError(f"unknown nemesis kind {k!r} (known: {', '.join(KINDS)})")
     if not kinds:
         return []
-    rng = random.Random(f"nemesis:{seed}")
     steps: list[Step] = []
-    at = first_at
-    while True:
-        kind = rng.choice(kinds)
-        params = _params(kind, rng, frontends)
-        if at + params["duration"] > duration:
-            break
-        steps.append(Step(round(at, 3), kind, params))
-        at += params["duration"] + rng.uniform(*gap)
+    for lane in range(lanes):
+        rng = random.Random(f"nemesis:{seed}" if lane == 0 else f"nemesis:{seed}:lane{lane}")
+        at = first_at if lane == 0 else first_at + rng.uniform(*gap)
+        while True:
+            kind = rng.choice(kinds)
+            params = _params(kind, rng, frontends)
+            if at + params["duration"] > duration:
+                break
+            if lanes > 1:
+                params["lane"] = lane
+            steps.append(Step(round(at, 3), kind, params))
+            at += params["duration"] + rng.uniform(*gap)
+    steps.sort(key=lambda s: (s.at, s.params.get("lane", 0)))
     return steps
+
+
+def lanes_of(steps: list[Step]) -> list[list[Step]]:
+    """The schedule split into its lanes (each one fault at a time)."""
+    out: dict[int, list[Step]] = {}
+    for step in steps:
+        out.setdefault(step.params.get("lane", 0), []).append(step)
+    return [out[k] for k in sorted(out)]
 
 
 # --- partitions -----------------------------------------------------------------------
@@ -266,6 +283,7 @@ class Nemesis:
         self.tmpfs: dict[int, str] = {}  # lab index -> mount point (its data dir)
         self.active: list[Fault] = []
         self.log: list[Fault] = []
+        self._lock = threading.Lock()  # the bookkeeping (lanes inject and heal in threads)
 
     # --- the zone as it is now --------------------------------------------------------
 
@@ -302,8 +320,9 @@ class Nemesis:
     def inject(self, step: Step) -> Fault:
         fault = Fault(kind=step.kind, params=dict(step.params), scheduled_at=step.at)
         fault.injected_at = self.clock()
-        self.active.append(fault)
-        self.log.append(fault)
+        with self._lock:
+            self.active.append(fault)
+            self.log.append(fault)
         try:
             getattr(self, f"_inject_{step.kind}")(fault)
         except Exception as e:
@@ -313,8 +332,9 @@ class Nemesis:
         return fault
 
     def heal(self, fault: Fault) -> None:
-        if fault not in self.active:
-            return
+        with self._lock:
+            if fault not in self.active:
+                return
         try:
             getattr(self, f"_heal_{fault.kind}")(fault)
         except Exception as e:
@@ -323,7 +343,9 @@ class Nemesis:
                 f"heal: {type(e).__name__}: {e}"
             )
         fault.healed_at = self.clock()
-        self.active.remove(fault)
+        with self._lock:
+            if fault in self.active:
+                self.active.remove(fault)
 
     def heal_all(self) -> None:
         """Heal every active fault, then make sure nothing is left behind: every member
@@ -460,7 +482,7 @@ class Nemesis:
 
     def _heal_restart(self, fault: Fault) -> None:
         for i in fault.targets:
-            if not self.lab.running(i):
+            if not self.lab.running(i) and i not in self.removed:
                 self.lab.start(i)
 
     # membership ------------------------------------------------------------------------

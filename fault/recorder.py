@@ -594,6 +594,98 @@ class Recorder:
             json.dump(data, f)
 
 
+def read_anomalies(records: list[Record], limit: int = 50) -> list[dict]:
+    """What reads say about the store they were served from, checked against the log
+    indexes every write is known at (acknowledgements, and revisions reads returned).
+
+    Covers the LOCAL reads too (the linearizability checker does not judge them):
+
+    - ``min_index``: a read answered at an applied index below the min_index it asked for;
+    - ``future revision``: a value whose revision is above the applied index it came with;
+    - ``unknown value``: a value no put of that key wrote;
+    - ``missed write``: a put of the key is known applied at index j, and a read served at
+      applied index A >= j returned an older revision (or "not found"): that store's view
+      was not the state at its applied index;
+    - ``applied index went back``: on one front-end, a LOCAL read that started after
+      another ended was served at a lower applied index (indexes survive restarts: LMDB).
+
+    Puts packed in one log entry share its index: a revision equal to the index of
+    another put of the key is not a missed write.
+    """
+    import bisect
+
+    written: dict[str, set[str]] = {}
+    known: dict[str, dict[int, set[str]]] = {}  # key -> index -> values applied there
+    for r in records:
+        if r.kind == "put" and r.value is not None:
+            written.setdefault(r.key, set()).add(r.value)
+            if r.outcome == "ok" and r.index:
+                known.setdefault(r.key, {}).setdefault(r.index, set()).add(r.value)
+    gets = [r for r in records if r.kind == "get" and r.outcome == "ok"]
+    for r in gets:
+        if r.result is not None and r.index and r.result in written.get(r.key, ()):
+            known.setdefault(r.key, {}).setdefault(r.index, set()).add(r.result)
+    sorted_idx = {k: sorted(v) for k, v in known.items()}
+    out: list[dict] = []
+
+    def bad(kind: str, r: Record, **extra) -> None:
+        out.append(
+            {
+                "anomaly": kind,
+                "key": r.key,
+                "frontend": r.frontend,
+                "consistency": r.consistency,
+                "invoke": r.invoke,
+                "complete": r.complete,
+                "result": r.result,
+                "revision": r.index,
+                "applied_index": r.applied_index,
+                "min_index": r.min_index,
+                **extra,
+            }
+        )
+
+    for r in gets:
+        applied = r.applied_index or 0
+        revision = r.index or 0
+        if r.min_index and applied < r.min_index:
+            bad("min_index", r)
+        if r.result is not None and revision > applied:
+            bad("future revision", r)
+        if r.result is not None and r.result not in written.get(r.key, ()):
+            bad("unknown value", r)
+        idx = sorted_idx.get(r.key, [])
+        # The newest known write of the key at or below the applied index.
+        pos = bisect.bisect_right(idx, applied) - 1
+        if pos >= 0 and idx[pos] > revision:
+            bad(
+                "missed write",
+                r,
+                missed_index=idx[pos],
+                missed_values=sorted(known[r.key][idx[pos]]),
+            )
+    by_fe: dict[int, list[Record]] = {}
+    for r in gets:
+        # Only LOCAL reads are served by the front-end asked (linearizable ones are
+        # forwarded to the leader and carry its applied index).
+        if r.consistency == "local" and r.applied_index is not None and r.complete is not None:
+            by_fe.setdefault(r.frontend, []).append(r)
+    for fe_reads in by_fe.values():
+        fe_reads.sort(key=lambda r: r.complete)
+        ends = [r.complete for r in fe_reads]
+        best = []  # running max of applied index over reads by completion time
+        m = -1
+        for r in fe_reads:
+            m = max(m, r.applied_index)
+            best.append(m)
+        for r in fe_reads:
+            k = bisect.bisect_left(ends, r.invoke) - 1  # reads that ended before r began
+            if k >= 0 and best[k] > r.applied_index:
+                bad("applied index went back", r, earlier_applied=best[k])
+    out.sort(key=lambda a: a["invoke"])
+    return out[:limit] if limit else out
+
+
 def _error_kind(details: str) -> str:
     """A short, stable label of an error message (for counting)."""
     d = (details or "").strip()

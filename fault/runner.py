@@ -17,11 +17,12 @@ import contextlib
 import logging
 import shutil
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from fault.nemesis import DISK_MIN_FREE_BYTES, Nemesis, make_schedule
-from fault.recorder import Recorder, wait_writable
+from fault.nemesis import DISK_MIN_FREE_BYTES, Nemesis, lanes_of, make_schedule
+from fault.recorder import Recorder, read_anomalies, wait_writable
 from zones.lab import Lab
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ def run(
     think_s: float = 0.005,
     rate: float | None = None,
     snapshot_entries: int | None = 500,
+    lanes: int = 1,
     keep_zone: bool = False,
 ) -> dict:
     """Run the zone under faults; returns the result dict (see bench/faults.py)."""
@@ -104,13 +106,14 @@ def run(
         return round(time.monotonic() - t0, 4)
 
     nemesis = Nemesis(lab, clock=now)
-    schedule = make_schedule(seed, kinds, seconds, frontends)
+    schedule = make_schedule(seed, kinds, seconds, frontends, lanes=lanes)
     result: dict = {
         "frontends": frontends,
         "nemesis": kinds,
         "seconds": seconds,
         "seed": seed,
         "clients": clients,
+        "lanes": lanes,
         "dir": str(base),
     }
     completed = False
@@ -131,12 +134,16 @@ def run(
         )
         t0 = time.monotonic()
         rec.start(t0)
-        for step in schedule:
-            _sleep_until(t0 + step.at)
-            fault = nemesis.inject(step)
-            _sleep_until(time.monotonic() + step.params["duration"])
-            nemesis.heal(fault)
-            fault.recovery_s = _recovery(lab, nemesis, fault)
+        threads = [
+            threading.Thread(
+                target=_run_lane, args=(lab, nemesis, steps, t0), name=f"nemesis-{n}", daemon=True
+            )
+            for n, steps in enumerate(lanes_of(schedule))
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
         _sleep_until(t0 + seconds)
         nemesis.heal_all()
         healed = now()
@@ -187,7 +194,10 @@ def run(
                 },
             }
         )
-        result.update(judge(history, base, time_limit_s, final_errors=rec.final_errors))
+        anomalies = read_anomalies(rec.records, limit=0)
+        result.update(
+            judge(history, base, time_limit_s, final_errors=rec.final_errors, anomalies=anomalies)
+        )
         completed = True
     finally:
         with contextlib.suppress(Exception):
@@ -200,7 +210,7 @@ def run(
     return result
 
 
-def judge(history, base: Path, time_limit_s: float, final_errors=()) -> dict:
+def judge(history, base: Path, time_limit_s: float, final_errors=(), anomalies=()) -> dict:
     """Save the history, run the checkers; on a violation save a minimal history too.
 
     Returns the checker part of the result: operations, acknowledged, lost, duplicate,
@@ -222,7 +232,8 @@ def judge(history, base: Path, time_limit_s: float, final_errors=()) -> dict:
         "divergent": summary.get("divergent"),
         "linearizable": summary.get("linearizable"),
         "history_full": str(full_path),
-        "violation": violation(summary) or bool(final_errors),
+        "read_anomalies": len(anomalies),
+        "violation": violation(summary) or bool(final_errors) or bool(anomalies),
     }
     details = summary.get("details") or {}
     if details.get("unchecked_keys"):
@@ -231,7 +242,12 @@ def judge(history, base: Path, time_limit_s: float, final_errors=()) -> dict:
         out["counterexample"] = summary["counterexample"]
     if out["violation"]:
         keys = _offending_keys(summary, history)
+        for a in anomalies:
+            if a["key"] not in keys:
+                keys.append(a["key"])
         out["offending_keys"] = keys
+        if anomalies:
+            out["read_anomaly_examples"] = list(anomalies[:10])
         out["details"] = {k: details.get(k) for k in ("lost", "duplicate", "divergent")}
         if keys:
             path = base / "history-minimal.json"
@@ -257,6 +273,16 @@ def _write_outage(rec: Recorder, fault: dict) -> float | None:
     )
     points = [a, *acks, b]
     return round(max(y - x for x, y in zip(points, points[1:], strict=False)), 3)
+
+
+def _run_lane(lab, nemesis: Nemesis, steps, t0: float) -> None:
+    """One lane of the schedule: inject, wait the duration, heal, measure the recovery."""
+    for step in steps:
+        _sleep_until(t0 + step.at)
+        fault = nemesis.inject(step)
+        _sleep_until(time.monotonic() + step.params["duration"])
+        nemesis.heal(fault)
+        fault.recovery_s = _recovery(lab, nemesis, fault)
 
 
 def _recovery(lab, nemesis: Nemesis, fault) -> float | None:

@@ -13,6 +13,7 @@ from fault.nemesis import (
     Step,
     fault_file,
     group_members,
+    lanes_of,
     make_schedule,
     partition_groups,
     process_state,
@@ -61,6 +62,25 @@ def test_every_kind_has_its_parameters():
             assert s.params["pattern"] != "ring", "a ring of 3 front-ends is fully connected"
         if s.kind == "kill":
             assert s.params["mode"] in ("leader", "random", "majority")
+
+
+def test_lanes_overlap_and_lane_zero_is_the_one_lane_schedule():
+    one = make_schedule(5, KINDS, 60, frontends=5)
+    two = make_schedule(5, KINDS, 60, frontends=5, lanes=2)
+    assert two == make_schedule(5, KINDS, 60, frontends=5, lanes=2)
+    lane0, lane1 = lanes_of(two)
+    assert [(s.at, s.kind, {k: v for k, v in s.params.items() if k != "lane"}) for s in lane0] == [
+        (s.at, s.kind, s.params) for s in one
+    ]
+    assert lane1 and all(s.params["lane"] == 1 for s in lane1)
+    assert [s.at for s in two] == sorted(s.at for s in two)
+    overlaps = [
+        (a, b)
+        for a in lane0
+        for b in lane1
+        if a.at < b.at + b.params["duration"] and b.at < a.at + a.params["duration"]
+    ]
+    assert overlaps, "two lanes should overlap somewhere in 60 s"
 
 
 def test_unknown_kind_is_refused():

@@ -14,6 +14,7 @@ import json
 import pytest
 
 from fault.history import History, Op, load
+from fault.recorder import Record, Recorder, read_anomalies
 from fault.runner import judge, run
 
 pytestmark = pytest.mark.cluster
@@ -78,3 +79,78 @@ def test_a_violation_is_reported_with_a_minimal_history(tmp_path):
     minimal = load(out["history"])
     assert {op.key for op in minimal.ops} == {"a"}
     assert len(load(out["history_full"]).ops) == 4
+
+
+def _get(key, result, revision, applied, t, fe=0, consistency="local", min_index=0):
+    return Record(
+        process=9,
+        kind="get",
+        key=key,
+        value=None,
+        rid=None,
+        invoke=t,
+        complete=t + 0.1,
+        outcome="ok",
+        result=result,
+        index=revision,
+        consistency=consistency,
+        frontend=fe,
+        min_index=min_index,
+        applied_index=applied,
+    )
+
+
+def _put(key, value, index, t, outcome="ok"):
+    return Record(
+        process=1,
+        kind="put",
+        key=key,
+        value=value,
+        rid=f"r-{value}",
+        invoke=t,
+        complete=t + 0.1,
+        outcome=outcome,
+        index=index if outcome == "ok" else None,
+    )
+
+
+def test_read_anomalies_judge_local_reads_by_their_indexes():
+    records = [
+        _put("a", "1-1", 10, 0.0),
+        _put("a", "1-2", 12, 1.0),
+        _put("a", "1-3", 12, 1.0),  # packed in the same entry as 1-2
+        _put("a", "1-4", None, 1.5, outcome="unknown"),
+        _get("a", "1-4", 15, 16, 3.0),  # the unknown put was applied at 15
+        _get("a", "1-2", 12, 14, 2.0),  # fine: 1-2 and 1-3 share index 12
+        _get("a", "1-1", 10, 13, 2.0, fe=1),  # missed the write at 12
+        _get("a", None, 0, 11, 2.5, fe=2),  # missed the write at 10
+        _get("a", "1-4", 15, 14, 4.0, fe=3),  # revision above its applied index
+        _get("a", "9-9", 15, 16, 4.0, fe=4),  # a value nobody wrote
+        _get("a", "1-4", 15, 16, 5.0, fe=5, min_index=18),  # min_index not honoured
+        _get("a", "1-4", 15, 20, 6.0, fe=6),
+        _get("a", "1-4", 15, 17, 7.0, fe=6),  # applied index went back on fe6
+        _get("a", "1-4", 15, 30, 8.0, fe=7, consistency="linearizable"),
+        _get("a", "1-4", 15, 17, 9.0, fe=7, consistency="linearizable"),  # forwarded: fine
+    ]
+    found = sorted((a["frontend"], a["anomaly"]) for a in read_anomalies(records))
+    assert found == [
+        (1, "missed write"),
+        (2, "missed write"),
+        (3, "future revision"),
+        (4, "unknown value"),
+        (5, "min_index"),
+        (6, "applied index went back"),
+    ]
+
+
+def test_retried_puts_become_one_operation():
+    rec = Recorder(lab=None, seed=1)
+    first = _put("a", "1-1", None, 0.0, outcome="unknown")
+    retry = _put("a", "1-1", 7, 2.0)
+    retry.process, retry.attempt = 2, 1
+    rec.records = [first, retry, _get("a", "1-1", 7, 7, 3.0)]
+    (op,) = [o for o in rec.history().ops if o.kind == "put"]
+    assert (op.process, op.invoke, op.complete, op.outcome, op.index) == (1, 0.0, 2.1, "ok", 7)
+    assert rec.applied_rids() == {"r-1-1": 1}
+    unmerged = rec.history(merge_retries=False)
+    assert sum(1 for o in unmerged.ops if o.kind == "put") == 2
