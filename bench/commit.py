@@ -72,14 +72,14 @@ def lab_leader(lab, timeout: float = 30.0, exclude: tuple[int, ...] = ()) -> int
 
 
 @contextlib.contextmanager
-def zone(frontends: int, base_dir: str | None = None, keep: bool = False):
+def zone(frontends: int, base_dir: str | None = None, keep: bool = False, api_process: bool = True):
     """A running zone: yields (lab, lab_dir). Stops every front-end and removes the dir
     (unless ``keep`` or the dir was given)."""
     from zones.lab import Lab
 
     own = base_dir is None
     lab_dir = tempfile.mkdtemp(prefix="bench-zone-") if own else base_dir
-    lab = Lab(lab_dir, frontends=frontends)
+    lab = Lab(lab_dir, frontends=frontends, api_process=api_process)
     try:
         lab.up()
         yield lab, lab_dir
@@ -167,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--processes", type=int, default=None, help="load worker processes")
     ap.add_argument("--dir", default=None, help="zone directory (default: a temp dir)")
     ap.add_argument("--no-etcd", action="store_true", help="skip the etcd comparison")
+    ap.add_argument(
+        "--single-process",
+        action="store_true",
+        help="front-ends serve gRPC from the raft process (api_process = false)",
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -178,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "value_size": args.value_size,
     }
     t0 = time.monotonic()
-    with zone(args.frontends, args.dir) as (lab, lab_dir):
+    with zone(args.frontends, args.dir, api_process=not args.single_process) as (lab, lab_dir):
         log(f"commit: zone of {args.frontends} up in {time.monotonic() - t0:.1f} s")
         res, info = measure_zone(
             lab, lab_dir, args.clients, args.seconds, args.value_size, args.processes

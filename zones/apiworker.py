@@ -158,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", "-c", required=True)
     args = parser.parse_args(argv)
     _die_with_parent()
+    from zones.oned import SWITCH_INTERVAL
+
+    # gRPC's completion-queue poller hands every event to the event loop thread: with the
+    # default 5 ms interpreter switch interval each hand-off can wait that long.
+    sys.setswitchinterval(SWITCH_INTERVAL)
     from zones.oned import setup_logging
 
     try:

@@ -130,6 +130,7 @@ class Lab:
         raft_overrides: dict | None = None,
         log_level: str = "info",
         python: str = sys.executable,
+        api_process: bool = True,
     ) -> None:
         if frontends < 1:
             raise ValueError("a lab needs at least one front-end")
@@ -139,6 +140,7 @@ class Lab:
         self.raft_overrides = dict(raft_overrides or {})
         self.log_level = log_level
         self.python = python
+        self.api_process = api_process
         self.secret_file = self.dir / "secret"
         self.auth_file = self.dir / "one_auth"
         self.fes: list[FrontendInfo] = []
@@ -517,6 +519,7 @@ class Lab:
             f"secret_file = {_toml_value(str(self.secret_file))}",
             f"auth_file = {_toml_value(str(self.auth_file))}",
             f"log_level = {_toml_value(self.log_level)}",
+            f"api_process = {_toml_value(self.api_process)}",
             "",
         ]
         for other in self.fes if servers is None else servers:
