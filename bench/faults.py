@@ -8,7 +8,8 @@ Prints ONE JSON object last: ``operations``, ``acknowledged``, ``lost``, ``dupli
 params, description, targets, injected_at / healed_at in seconds since the clients
 started, ``recovery_s`` = heal -> next acknowledged write), ``recovery_s_max``, and on a
 violation ``history`` = a saved minimal history (the offending key) and ``history_full``.
-The same seed gives the same fault schedule. Exit code 1 on a violation.
+The same seed gives the same fault schedule. Exit code 1 on a violation, 2 when the run
+itself failed (then the JSON object has ``error``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 
 from fault.nemesis import KINDS, make_schedule
@@ -67,25 +69,37 @@ def main(argv: list[str] | None = None) -> int:
     )
     from fault.runner import run
 
+    def stop(signum, _frame):
+        # The runner's `finally` stops the lab (by pid) and unmounts its tmpfs.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
+
     print(
         f"faults: {args.frontends} front-ends, nemesis {','.join(kinds)}, "
         f"{args.seconds:g} s, seed {args.seed}",
         file=sys.stderr,
         flush=True,
     )
-    result = run(
-        frontends=args.frontends,
-        kinds=kinds,
-        seconds=args.seconds,
-        seed=args.seed,
-        clients=args.clients,
-        dir=args.dir,
-        keys=args.keys,
-        time_limit_s=args.time_limit,
-        max_ops=args.max_ops,
-        snapshot_entries=args.snapshot_entries,
-        lanes=args.lanes,
-    )
+    try:
+        result = run(
+            frontends=args.frontends,
+            kinds=kinds,
+            seconds=args.seconds,
+            seed=args.seed,
+            clients=args.clients,
+            dir=args.dir,
+            keys=args.keys,
+            time_limit_s=args.time_limit,
+            max_ops=args.max_ops,
+            snapshot_entries=args.snapshot_entries,
+            lanes=args.lanes,
+        )
+    except Exception as e:  # the run itself failed (e.g. the zone did not start)
+        logging.getLogger("bench.faults").exception("the run failed")
+        result = {"error": f"{type(e).__name__}: {e}", "violation": None}
+        print(json.dumps(result))
+        return 2
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 1 if result.get("violation") else 0
 

@@ -446,7 +446,7 @@ class Nemesis:
         if pattern == "ring" and len(members) < 4:
             pattern = "bridge"  # a ring of 3 is fully connected
         blocked = partition_groups(pattern, members, leader, pick)
-        self.apply_partition(blocked)
+        problems = self.apply_partition(blocked)
         fault.targets = members
         fault.state["blocked"] = {i: sorted(b) for i, b in blocked.items()}
         cuts = sorted({tuple(sorted((a, b))) for a, bs in blocked.items() for b in bs})
@@ -457,14 +457,24 @@ class Nemesis:
             + ", ".join(f"{a}-{b}" for a, b in cuts)
         )
         fault.params = {**fault.params, "cuts": [list(c) for c in cuts]}
+        if problems:
+            fault.description += f" (fault file not written, cut from the other end: {problems})"
 
-    def apply_partition(self, blocked: dict[int, set[int]]) -> None:
+    def apply_partition(self, blocked: dict[int, set[int]]) -> list[str]:
+        """Write every front-end's fault file. A front-end whose disk is full (the disk
+        nemesis) cannot get its file: its links are still cut, from the other end (each
+        end drops both directions). Returns what could not be written."""
         lab = self.lab
+        problems = []
         for i, others in blocked.items():
-            if others:
-                write_fault_file(lab, i, [lab.fes[o].raft for o in others])
-            else:
-                clear_fault_file(lab, i)
+            try:
+                if others:
+                    write_fault_file(lab, i, [lab.fes[o].raft for o in others])
+                else:
+                    clear_fault_file(lab, i)
+            except OSError as e:
+                problems.append(f"fe{i}: {e}")
+        return problems
 
     def _heal_partition(self, fault: Fault) -> None:
         for i in fault.state.get("blocked", {}):
@@ -499,25 +509,83 @@ class Nemesis:
         fault.targets = [i]
         fault.description = f"ServerDel front-end {i} (server id {server_id}), then add a new one"
         rid = f"nemesis-del-{server_id}-{fault.params['pick']}"
-        _rpc_retry(
-            lambda: lab.client(None, 5.0).zone.ServerDel(
-                zone_pb2.ServerDelRequest(id=server_id, request_id=rid), timeout=5.0
-            ),
-            15.0,
-            f"ServerDel {server_id}",
-        )
+        try:
+            _rpc_retry(
+                lambda: lab.client(None, 5.0).zone.ServerDel(
+                    zone_pb2.ServerDelRequest(id=server_id, request_id=rid), timeout=5.0
+                ),
+                15.0,
+                f"ServerDel {server_id}",
+            )
+        except Exception:
+            # The outcome may be unknown: if the zone no longer lists it, it is gone (a
+            # front-end out of the zone must not be read as if it were in it).
+            if server_id in self._zone_server_ids():
+                raise
+        self._retire(i)
+
+    def _retire(self, i: int) -> None:
+        """Front-end i is out of the zone: stop it, never start it again."""
         self.removed.add(i)
-        clear_fault_file(lab, i)
-        if lab.running(i):
-            lab.kill(i, signal.SIGKILL)
+        clear_fault_file(self.lab, i)
+        if self.lab.running(i):
+            self.lab.kill(i, signal.SIGKILL)
+
+    def _zone_server_ids(self) -> set[int]:
+        info = _rpc_retry(
+            lambda: self.lab.client(None, 10.0).zone.Info(zone_pb2.ZoneInfoRequest(), timeout=5.0),
+            15.0,
+            "zone Info",
+        )
+        return {s.id for s in info.servers}
 
     def _heal_membership(self, fault: Fault) -> None:
         if not fault.targets or fault.targets[0] not in self.removed:
             return  # the deletion did not happen
-        j = self.lab.add_frontend(timeout=20.0)
-        fault.state["added"] = j
-        fault.description += f" (added front-end {j}, server id {self.lab.fes[j].id})"
-        fault.params = {**fault.params, "added": j}
+        errors: list[str] = []
+        for _attempt in range(3):
+            before = len(self.lab.fes)
+            try:
+                # Wait for a leader here: Lab.add_frontend holds the lab's lock while it
+                # looks for one, and another lane may need the lab to start front-ends.
+                self.lab.leader_index(timeout=20.0)
+                j = self.lab.add_frontend(timeout=20.0)
+            except Exception as e:
+                errors.append(f"{type(e).__name__}: {e}")
+                log.warning("membership: adding a server failed (%s); cleaning up", e)
+                for k in range(before, len(self.lab.fes)):
+                    self._retire(k)  # half-added by the lab
+                self._remove_strangers()
+                continue
+            fault.state["added"] = j
+            fault.description += f" (added front-end {j}, server id {self.lab.fes[j].id})"
+            fault.params = {**fault.params, "added": j}
+            if errors:
+                fault.params["add_retried_after"] = errors
+            return
+        raise RuntimeError(f"could not add a server: {'; '.join(errors)}")
+
+    def _remove_strangers(self) -> None:
+        """ServerDel every server of the zone that no running lab front-end is (left by
+        an add whose outcome was unknown: it would count in every majority)."""
+        known = {fe.raft for k, fe in enumerate(self.lab.fes) if k not in self.removed}
+        info = _rpc_retry(
+            lambda: self.lab.client(None, 10.0).zone.Info(zone_pb2.ZoneInfoRequest(), timeout=5.0),
+            15.0,
+            "zone Info",
+        )
+        for server in info.servers:
+            if server.raft_endpoint in known:
+                continue
+            sid = server.id
+            _rpc_retry(
+                lambda sid=sid: self.lab.client(None, 5.0).zone.ServerDel(
+                    zone_pb2.ServerDelRequest(id=sid, request_id=f"nemesis-stranger-{sid}"),
+                    timeout=5.0,
+                ),
+                15.0,
+                f"ServerDel {sid} (stranger)",
+            )
 
     # disk ------------------------------------------------------------------------------
 
