@@ -284,6 +284,9 @@ class Nemesis:
         self.active: list[Fault] = []
         self.log: list[Fault] = []
         self._lock = threading.Lock()  # the bookkeeping (lanes inject and heal in threads)
+        self._membership_busy = False
+        # Membership changes never shrink the zone below its size at the start.
+        self.min_members = getattr(lab, "n", None) or len(lab.fes)
 
     # --- the zone as it is now --------------------------------------------------------
 
@@ -498,6 +501,24 @@ class Nemesis:
     # membership ------------------------------------------------------------------------
 
     def _inject_membership(self, fault: Fault) -> None:
+        with self._lock:
+            # One change at a time, never below the zone's size: with overlapping lanes two
+            # removals would leave one server, and adding to a one-server zone needs the new
+            # server up before ServerAdd returns (tests/fault/test_regressions.py).
+            busy = self._membership_busy or len(self.members()) < self.min_members
+            if not busy:
+                self._membership_busy = True
+        if busy:
+            fault.params = {**fault.params, "skipped": True}
+            fault.description = "membership change skipped: another one is in progress"
+            return
+        try:
+            self._remove_one(fault)
+        except BaseException:
+            self._membership_busy = False
+            raise
+
+    def _remove_one(self, fault: Fault) -> None:
         lab = self.lab
         leader = self.leader()
         if leader is None:
@@ -540,6 +561,14 @@ class Nemesis:
         return {s.id for s in info.servers}
 
     def _heal_membership(self, fault: Fault) -> None:
+        if fault.params.get("skipped"):
+            return
+        try:
+            self._add_one(fault)
+        finally:
+            self._membership_busy = False
+
+    def _add_one(self, fault: Fault) -> None:
         if not fault.targets or fault.targets[0] not in self.removed:
             return  # the deletion did not happen
         errors: list[str] = []
