@@ -87,7 +87,9 @@ class ReplicaConfig:
     snapshot_min_entries: int = 10000
     fault_injection: bool = False
     min_free_bytes: int = 64 * 1024 * 1024
-    # A server added to a running zone: it neither votes nor campaigns until caught up.
+    # A server added to a running zone: it does not stand for election until caught up.
+    # (It still votes: PySyncObj counts it in every majority from the moment it is
+    # added, so a joiner refusing votes could leave a zone of two without a leader.)
     joining: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -491,11 +493,8 @@ class RaftReplica:
             return
         engine = self._engine
         kind = message.get("type")
-        if self.catching_up:
-            if kind == "request_vote":
-                return  # no vote before it has caught up
-            if kind == "append_entries":
-                self._check_caught_up(message)
+        if self.catching_up and kind == "append_entries":
+            self._check_caught_up(message)
         if kind == "append_entries":
             if "transmission" in message:
                 log.error("dropping a chunked append_entries (entry above the batch size)")
@@ -531,7 +530,7 @@ class RaftReplica:
             engine._SyncObj__raftElectionDeadline = (
                 time.monotonic() + engine._SyncObj__generateRaftTimeout()
             )
-            log.info("caught up with the zone at index %d; voting from now on", commit)
+            log.info("caught up with the zone at index %d; may stand for election now", commit)
 
     def _warn_rate_limited(self, text: str) -> None:
         now = time.monotonic()

@@ -245,11 +245,20 @@ class Lab:
                 raft_endpoint=f"127.0.0.1:{ports[1]}",
                 grpc_endpoint=f"127.0.0.1:{ports[0]}",
             )
-            resp = self.client(None, timeout).zone.ServerAdd(request, timeout=timeout)
+            # ServerAdd first records the server (its id), then changes the raft
+            # membership, which needs the new server's acknowledgement once the zone
+            # has fewer than three servers: so start it as soon as its id is known.
+            outcome: dict = {}
+            admin = self.client(None, timeout)  # under our lock, before the thread needs it
+            adder = threading.Thread(
+                target=self._server_add, args=(admin, request, timeout, outcome), daemon=True
+            )
+            adder.start()
+            server_id = self._wait_server_id(admin, request.raft_endpoint, outcome, timeout)
             fe_dir = self.dir / f"fe{i}"
             fe_dir.mkdir(mode=0o700)
             fe = FrontendInfo(
-                id=resp.id,
+                id=server_id,
                 name=request.name,
                 grpc=request.grpc_endpoint,
                 raft=request.raft_endpoint,
@@ -261,16 +270,43 @@ class Lab:
             )
             self.fes.append(fe)
             self.n = len(self.fes)
-            # The current members: every lab front-end still in the zone, plus the new one.
-            info = self.client(None, timeout).zone.Info(zone_pb2.ZoneInfoRequest(), timeout=timeout)
-            members = {s.raft_endpoint for s in info.servers}
+            members = set(outcome["members"]) | {fe.raft}
             Path(fe.config).write_text(
                 self._config_text(fe, [f for f in self.fes if f.raft in members], join=True)
             )
             self.start(i)
             self._save()
+        adder.join(timeout)
+        if "error" in outcome:
+            raise LabError(f"ServerAdd of {request.name} failed: {outcome['error']}")
         self.wait_serving(i, timeout)
         return i
+
+    @staticmethod
+    def _server_add(admin: Client, request, timeout: float, outcome: dict) -> None:
+        try:
+            outcome["id"] = admin.zone.ServerAdd(request, timeout=timeout).id
+        except grpc.RpcError as e:
+            outcome["error"] = e.details()
+
+    @staticmethod
+    def _wait_server_id(admin: Client, raft: str, outcome: dict, timeout: float) -> int:
+        """The id the zone gave the server being added (from its replicated server list)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if "error" in outcome:
+                raise LabError(f"ServerAdd of {raft} failed: {outcome['error']}")
+            try:
+                info = admin.zone.Info(zone_pb2.ZoneInfoRequest(), timeout=2.0)
+                ids = {s.raft_endpoint: s.id for s in info.servers}
+                if raft in ids:
+                    outcome["members"] = list(ids)
+                    return ids[raft]
+            except grpc.RpcError:
+                pass
+            if time.monotonic() >= deadline:
+                raise LabError(f"ServerAdd of {raft}: the server never appeared in the zone")
+            time.sleep(0.02)
 
     def wait_serving(self, i: int, timeout: float = 15.0) -> zone_pb2.ServerStatus:
         """Wait until front-end i answers LocalStatus; LabError (with its log) otherwise."""
