@@ -96,7 +96,7 @@ class ApiWorker:
         from zones.api.forward import Channels, Forwarder
         from zones.api.metrics import Metrics
         from zones.api.server import ApiServer, channel_credentials, start_loop
-        from zones.frontend import ipc_path
+        from zones.frontend import ipc_path, log_serving
         from zones.replica_ipc import RemoteReplica
 
         cfg = self.config
@@ -119,14 +119,7 @@ class ApiWorker:
         self.server.start()
         if cfg.metrics_address:
             self.metrics.serve(cfg.metrics_address)
-        log.info(
-            "front-end %s (id %d) serving gRPC on %s, raft on %s%s",
-            cfg.name,
-            cfg.server_id,
-            cfg.grpc_address,
-            cfg.raft_address,
-            f", metrics on {cfg.metrics_address}" if cfg.metrics_address else "",
-        )
+        log_serving(cfg)
 
     def stop(self, grace: float) -> None:
         for step in (

@@ -68,6 +68,17 @@ def _timed_apply(store: Store, histogram) -> None:
     store.apply_entry = apply_entry
 
 
+def log_serving(cfg: Config) -> None:
+    log.info(
+        "front-end %s (id %d) serving gRPC on %s, raft on %s%s",
+        cfg.name,
+        cfg.server_id,
+        cfg.grpc_address,
+        cfg.raft_address,
+        f", metrics on {cfg.metrics_address}" if cfg.metrics_address else "",
+    )
+
+
 def ipc_path(config: Config) -> str:
     """The Unix socket between the raft process and its API worker (in the 0700 data dir)."""
     return os.path.join(config.data_dir, "api.sock")
@@ -152,14 +163,7 @@ class Frontend:
         self.server.start()
         if cfg.metrics_address:
             self.metrics_port = self.metrics.serve(cfg.metrics_address)
-        log.info(
-            "front-end %s (id %d) serving gRPC on %s, raft on %s%s",
-            cfg.name,
-            cfg.server_id,
-            cfg.grpc_address,
-            cfg.raft_address,
-            f", metrics on {cfg.metrics_address}" if cfg.metrics_address else "",
-        )
+        log_serving(cfg)
 
     def _on_role(self, role: str, term: int) -> None:
         log.info("role: %s (term %d)", role, term)

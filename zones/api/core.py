@@ -108,27 +108,8 @@ class Api:
                 code = None
             except NotLeader:
                 code = None  # leadership moved meanwhile: the slow path forwards it
-            except ApiError as e:
-                code = e.code.name
-                context.set_code(e.code)
-                context.set_details(e.message)
-                return rpc.response()
-            except ReplicaError as e:
-                err = from_replica_error(e, self._role())
-                code = err.code.name
-                context.set_code(err.code)
-                context.set_details(err.message)
-                return rpc.response()
-            except BadCommand as e:
-                code = "INVALID_ARGUMENT"
-                context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
-                context.set_details(str(e))
-                return rpc.response()
-            except Exception:
-                code = "INTERNAL"
-                log.exception("%s failed", rpc.path)
-                context.set_code(grpc.StatusCode.INTERNAL)
-                context.set_details(f"internal error in {rpc.short} (see the front-end log)")
+            except Exception as e:  # noqa: BLE001 - every failure becomes a status
+                code = self._fail(rpc, context, e)
                 return rpc.response()
             finally:
                 if code is not None:
@@ -158,19 +139,27 @@ class Api:
         code = "OK"
         try:
             return self._handle(rpc, request, context, handler)
-        except ApiError as e:
-            code = e.code.name
-            context.set_code(e.code)
-            context.set_details(e.message)
-            return rpc.response()
-        except Exception:
-            code = "INTERNAL"
-            log.exception("%s failed", rpc.path)
-            context.set_code(grpc.StatusCode.INTERNAL)
-            context.set_details(f"internal error in {rpc.short} (see the front-end log)")
+        except Exception as e:  # noqa: BLE001 - every failure becomes a status
+            code = self._fail(rpc, context, e)
             return rpc.response()
         finally:
             self.metrics.observe(rpc.short, code, time.perf_counter() - start)
+
+    def _fail(self, rpc: Rpc, context, exc: Exception) -> str:
+        """Set the call's status for `exc`; returns the status code's name."""
+        if isinstance(exc, ReplicaError):
+            exc = from_replica_error(exc, self._role())
+        elif isinstance(exc, BadCommand):
+            exc = invalid(str(exc))
+        if isinstance(exc, ApiError):
+            code, details = exc.code, exc.message
+        else:
+            log.exception("%s failed", rpc.path, exc_info=exc)
+            code = grpc.StatusCode.INTERNAL
+            details = f"internal error in {rpc.short} (see the front-end log)"
+        context.set_code(code)
+        context.set_details(details)
+        return code.name
 
     def _handle(self, rpc: Rpc, request, context, handler):
         metadata = dict(context.invocation_metadata() or ())
