@@ -207,8 +207,10 @@ def run(
             nemesis.heal_all()
         lab.down()
         nemesis.cleanup()
-        if completed and not result.get("violation") and not keep_zone:
-            # A clean run: the zone's data and logs are of no interest, the histories stay.
+        troubled = result.get("violation") or result.get("fault_errors")
+        if completed and not troubled and not keep_zone:
+            # A clean run: the zone's data and logs are of no interest, the histories stay
+            # (a violation or a fault that went wrong keeps them, to be looked at).
             shutil.rmtree(base / "zone", ignore_errors=True)
     return result
 
