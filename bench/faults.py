@@ -1,15 +1,19 @@
 """The zone under faults: record a history, inject faults, check it (fault/runner.py).
 
     python -m bench faults --frontends 3|5 --nemesis kill,pause,partition,restart,membership[,disk]
-        --seconds S --seed N [--clients C] [--dir D] [--json]
+        --seconds S --seed N [--clients C] [--dir D] [--lanes L] [--json]
 
 Prints ONE JSON object last: ``operations``, ``acknowledged``, ``lost``, ``duplicate``,
-``divergent``, ``linearizable`` (true, false or "unknown"), ``faults`` (each fault: kind,
-params, description, targets, injected_at / healed_at in seconds since the clients
-started, ``recovery_s`` = heal -> next acknowledged write), ``recovery_s_max``, and on a
-violation ``history`` = a saved minimal history (the offending key) and ``history_full``.
-The same seed gives the same fault schedule. Exit code 1 on a violation, 2 when the run
-itself failed (then the JSON object has ``error``).
+``divergent``, ``read_anomalies``, ``linearizable`` (true, false or "unknown"),
+``faults`` (each fault: kind, params, description, targets, injected_at / healed_at in
+seconds since the clients started, ``recovery_s`` = heal -> next acknowledged write,
+``write_outage_s`` = the longest time the clients saw no acknowledged write from the
+injection until that recovery), ``recovery_s_max``, ``fault_errors``, ``recorder``
+(outcome counts, errors by kind), ``history_full``; on a violation ``violation: true``,
+``history`` = a saved minimal history (the offending key) and ``offending_keys``.
+The same seed gives the same fault schedule (``--schedule`` prints it). ``--lanes 2``
+lets faults overlap. Exit code 1 on a violation, 2 when the run itself failed (then the
+JSON object has ``error``).
 """
 
 from __future__ import annotations

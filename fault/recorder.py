@@ -12,7 +12,11 @@ Every client is one thread with one gRPC channel per front-end, talking to a ran
 front-end for each operation (followers forward writes and linearizable reads to the
 leader). Puts write a value unique per key (``"<process>-<seq>"``) with their own request
 id; gets are mostly LINEARIZABLE, some LOCAL with ``min_index`` = the highest index this
-client has seen (read-your-writes).
+client has seen (read-your-writes). Most operations give up after ``op_timeout`` (1 s);
+some (``long_fraction``) wait ``long_timeout`` (4 s), longer than any pause, so what a
+paused front-end answers once it resumes is recorded and checked too. With ``rate`` the
+clients are paced (operations per second over all of them), to spread a budget of
+``max_ops`` over a run.
 
 Outcomes of a put, conservatively:
 
@@ -46,7 +50,12 @@ returns the index it was applied at (a retry returns the first index) and every 
 returns the revision of the value. Values are unique per key, so each (key, value) names
 one rid; ``applied_rids[rid]`` is the number of distinct indexes at which the rid's value
 was seen applied (acknowledgements, reads during the run, final reads on every
-front-end). More than one means the write was applied twice.
+front-end). More than one means the write was applied twice. A second application no
+read happened to see goes unnoticed: this is a lower bound.
+
+``read_anomalies(records)`` checks what reads say about the store that served them
+against those indexes (the LOCAL reads included, which the linearizability checker does
+not judge): see its docstring.
 """
 
 from __future__ import annotations

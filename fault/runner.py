@@ -2,13 +2,19 @@
 
     result = run(frontends=3, kinds=["kill", "pause"], seconds=30, seed=1, dir="/tmp/f")
 
-Steps: start a `Lab(fault_injection=True)`; (disk nemesis: move every data dir onto a
-tmpfs); start the recorder; execute the schedule (inject, wait the fault's duration,
-heal, then measure how long until the zone accepts a write again: `recovery_s`); at the
-end heal everything, let the clients run one more second, stop them, read every key on
-every front-end, check the history (`fault.checks.summarize`), and save it. On a
-violation the full history and a minimal one (the offending key only) are kept in `dir`.
-The lab is always stopped (by pid) and every tmpfs unmounted.
+Steps: start a `Lab(fault_injection=True)` (snapshots every `snapshot_entries` entries, so
+that snapshots and their installs happen during the run); (disk nemesis: move every data
+dir onto a tmpfs); start the recorder; execute the schedule, one thread per lane (inject,
+wait the fault's duration, heal, then measure how long until the zone accepts a write
+again: `recovery_s`); at the end heal everything, let the clients run one more second,
+stop them, read every key on every front-end of the zone, check the history
+(`fault.checks.summarize`, plus `fault.recorder.read_anomalies`) and save it.
+
+A violation: a lost or duplicated write, divergent final states, a linearizability
+violation, a read anomaly, or a front-end that could not be read at the end (the zone
+did not recover). Then `dir` keeps the full history, a minimal one (the first offending
+key) and the zone (data and logs); a run where a fault could not be injected or healed
+keeps the zone too. The lab is always stopped (by pid) and every tmpfs unmounted.
 """
 
 from __future__ import annotations
