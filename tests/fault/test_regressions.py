@@ -30,15 +30,6 @@ def test_lab_add_frontend_to_a_one_server_zone_keeps_it_writable(tmp_path):
 
 
 @pytest.mark.fault_timeout(120)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "zones/api/zone_service.py _server_del changes the raft membership first and "
-        "proposes zone.server_del after: with the leader's disk full the second step is "
-        "refused (RESOURCE_EXHAUSTED 'disk full') although the server is already out of "
-        "the raft configuration; the zone still lists it and it never gets another entry"
-    ),
-)
 def test_server_del_refused_for_a_full_disk_leaves_the_server_in_the_zone(tmp_path):
     lab = Lab(
         tmp_path / "zone",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import uuid
 
 import grpc
 
@@ -235,6 +236,9 @@ class ZoneService(zone_pb2_grpc.ZoneServiceServicer):
             server = self._find(request.id)
             members = self._members()
             if members is None or server["raft"] in members:
+                # Two steps (raft membership, then the zone record): make sure this leader
+                # can write at all (disk, leadership) before taking the first one.
+                self.api.propose("barrier", {}, uuid.uuid4().hex, caller, context)
                 # On the leader removing itself, this hands leadership over and raises
                 # NotLeader: the call then goes to the new leader, which does the rest.
                 self.api.replica.remove_server(server["raft"], timeout=self.api.timeout(context))
