@@ -335,7 +335,7 @@ class RaftReplica:
             onStateChanged=self._on_state_changed,
             tcp_keepalive=(2, 1, 3),
         )
-        others = [p for p in cfg.peers if p != cfg.raft_address]
+        others = sorted(self._members_at_start() - {cfg.raft_address})
         with _journal_lock:
             # createJournal is a process-wide seam (DESIGN.md); hold it only while building.
             saved = _syncobj.createJournal, _syncobj.getEncryptor
@@ -642,6 +642,29 @@ class RaftReplica:
             self._snap_state = SERIALIZER_STATE.NOT_SERIALIZING
         return state
 
+    def _members_at_start(self, snapshot: dict | None = None) -> set[str]:
+        """The zone's members as of the end of our log (Raft: the latest configuration in
+        the log is in force, committed or not). PySyncObj starts from the configured
+        peers, or the snapshot's, and replays the log's membership entries only once a
+        leader says they are committed: after a whole-zone restart that follows
+        membership changes, no server would then know the real zone and none could be
+        elected."""
+        if snapshot is None and os.path.exists(self._snap_path):
+            try:
+                snapshot = read_snapshot_meta(self._snap_path)
+            except (OSError, ValueError):
+                snapshot = None
+        members = set(snapshot["cluster"]) if snapshot else set(self.cfg.peers)
+        after = int(snapshot["last"][1]) if snapshot else 0
+        for command, idx, _term in list(self.journal):
+            if idx <= after or command[:1] != bytes([_MEMBERSHIP]):
+                continue
+            request = _Engine._SyncObj__parseChangeClusterRequest(None, command)
+            if request is not None:
+                kind, address = request[0], request[1]
+                (members.add if kind == "add" else members.discard)(address)
+        return members
+
     def _deserialize(self, path: str):
         """Load a snapshot file (ours at start-up, or one received from the leader)."""
         meta = read_snapshot_meta(path)
@@ -652,7 +675,11 @@ class RaftReplica:
                 extract_snapshot_data(path, os.path.join(tmp, "data.mdb"))
                 self.store.install(tmp)
             log.info("installed snapshot at index %d", last[1])
-        return last, prev, [TCPNode(a) for a in meta["cluster"]]
+        cluster = meta["cluster"]
+        if self._engine._SyncObj__needLoadDumpFile:
+            # Our own snapshot, loaded at start-up: the log after it still counts.
+            cluster = sorted(self._members_at_start(meta) | {self.cfg.raft_address})
+        return last, prev, [TCPNode(a) for a in cluster]
 
     # ---- role changes --------------------------------------------------------------------
 

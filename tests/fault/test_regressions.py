@@ -73,18 +73,6 @@ def test_server_del_refused_for_a_full_disk_leaves_the_server_in_the_zone(tmp_pa
 
 
 @pytest.mark.fault_timeout(150)
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "raftcore: a restarted server takes its membership from its config file (or its "
-        "snapshot) and applies the membership entries of its log only once it learns they "
-        "are committed, from a leader; after two server changes a whole-zone restart leaves "
-        "every server with a stale membership that refuses the others (the original server "
-        "waits for two deleted ones, the new ones refuse each other: 'refusing a peer "
-        "connection that did not name a zone member'), so no leader is ever elected. Raft "
-        "uses the latest configuration in the log, committed or not."
-    ),
-)
 def test_whole_zone_restart_after_two_membership_changes_elects_a_leader(tmp_path):
     with Lab(tmp_path / "zone", frontends=3, fault_injection=True) as lab:
         wait_writable(lab, 10)
