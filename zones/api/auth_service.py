@@ -8,7 +8,7 @@ from raftcore import schema
 from raftcore.auth import new_token, token_hash, verify_password
 from raftcore.replica import CONSISTENCY_LOCAL
 from zones.api.auth import Caller
-from zones.api.core import Api, Rpc
+from zones.api.core import Api, Rpc, rid_accessors
 from zones.api.errors import invalid, unauthenticated
 from zones.api.gen import auth_pb2, auth_pb2_grpc
 
@@ -18,16 +18,6 @@ MAX_NAME = 128
 MAX_PASSWORD = 1024
 _SERVICE = "/one.v1.AuthService/"
 _BAD_LOGIN = "invalid username or password"
-
-
-def _rid():
-    def get(req):
-        return req.request_id
-
-    def put(req, rid):
-        req.request_id = rid
-
-    return get, put
 
 
 def _check_login(req: auth_pb2.LoginRequest) -> None:
@@ -42,9 +32,13 @@ def _check_login(req: auth_pb2.LoginRequest) -> None:
 
 
 LOGIN = Rpc(
-    _SERVICE + "Login", auth_pb2.LoginResponse, leader_only=True, rid=_rid(), validate=_check_login
+    _SERVICE + "Login",
+    auth_pb2.LoginResponse,
+    leader_only=True,
+    rid=rid_accessors(),
+    validate=_check_login,
 )
-LOGOUT = Rpc(_SERVICE + "Logout", auth_pb2.LogoutResponse, leader_only=True, rid=_rid())
+LOGOUT = Rpc(_SERVICE + "Logout", auth_pb2.LogoutResponse, leader_only=True, rid=rid_accessors())
 
 
 class AuthService(auth_pb2_grpc.AuthServiceServicer):

@@ -59,6 +59,21 @@ class Rpc:
         return self.path.rsplit(".", 1)[-1]  # "KVService/Put"
 
 
+def rid_accessors(container: str | None = None):
+    """(get, set) of a request's `request_id`, or of `<container>.request_id`."""
+
+    def holder(req):
+        return getattr(req, container) if container else req
+
+    def get(req) -> str:
+        return holder(req).request_id
+
+    def put(req, rid: str) -> None:
+        holder(req).request_id = rid
+
+    return get, put
+
+
 def deadline_of(context: grpc.ServicerContext, cap: float = MAX_WAIT) -> float:
     """The call's deadline as a time.monotonic() value, at most `cap` seconds away."""
     remaining = context.time_remaining()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from raftcore import schema
 from raftcore.replica import CONSISTENCY_LINEARIZABLE, CONSISTENCY_LOCAL
-from zones.api.core import Api, Rpc
+from zones.api.core import Api, Rpc, rid_accessors
 from zones.api.errors import invalid
 from zones.api.gen import common_pb2, kv_pb2, kv_pb2_grpc
 
@@ -40,18 +40,12 @@ def _check_delete(request: kv_pb2.DeleteRequest) -> None:
     _check_key(request.key)
 
 
-def _options_rid():
-    def get(req):
-        return req.options.request_id
-
-    def put(req, rid):
-        req.options.request_id = rid
-
-    return get, put
-
-
 PUT = Rpc(
-    _SERVICE + "Put", kv_pb2.PutResponse, leader_only=True, rid=_options_rid(), validate=_check_put
+    _SERVICE + "Put",
+    kv_pb2.PutResponse,
+    leader_only=True,
+    rid=rid_accessors("options"),
+    validate=_check_put,
 )
 GET = Rpc(
     _SERVICE + "Get",
@@ -63,7 +57,7 @@ DELETE = Rpc(
     _SERVICE + "Delete",
     kv_pb2.DeleteResponse,
     leader_only=True,
-    rid=_options_rid(),
+    rid=rid_accessors("options"),
     validate=_check_delete,
 )
 

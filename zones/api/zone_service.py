@@ -11,7 +11,7 @@ import grpc
 from raftcore import schema
 from raftcore.replica import CONSISTENCY_LOCAL, RaftStatus
 from zones.api.auth import PEER_KEY, Caller, sign_peer
-from zones.api.core import Api, Rpc
+from zones.api.core import Api, Rpc, rid_accessors
 from zones.api.errors import ApiError, invalid, not_found
 from zones.api.gen import zone_pb2, zone_pb2_grpc
 from zones.config import check_address
@@ -21,16 +21,6 @@ log = logging.getLogger(__name__)
 _SERVICE = "/one.v1.ZoneService/"
 PEER_STATUS_TIMEOUT = 0.5
 MAX_NAME = 128
-
-
-def _rid():
-    def get(req):
-        return req.request_id
-
-    def put(req, rid):
-        req.request_id = rid
-
-    return get, put
 
 
 def _check_add(req: zone_pb2.ServerAddRequest) -> None:
@@ -61,14 +51,14 @@ SERVER_ADD = Rpc(
     _SERVICE + "ServerAdd",
     zone_pb2.ServerAddResponse,
     leader_only=True,
-    rid=_rid(),
+    rid=rid_accessors(),
     validate=_check_add,
 )
 SERVER_DEL = Rpc(
     _SERVICE + "ServerDel",
     zone_pb2.ServerDelResponse,
     leader_only=True,
-    rid=_rid(),
+    rid=rid_accessors(),
     validate=_check_id,
 )
 SERVER_RESET = Rpc(
