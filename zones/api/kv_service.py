@@ -62,6 +62,23 @@ DELETE = Rpc(
 )
 
 
+def _put_command(request) -> tuple[str, dict, str]:
+    args = {"key": request.key, "value": request.value}
+    return "kv.put", args, request.options.request_id
+
+
+def _put_reply(value: dict) -> kv_pb2.PutResponse:
+    return kv_pb2.PutResponse(index=value["index"])
+
+
+def _delete_command(request) -> tuple[str, dict, str]:
+    return "kv.delete", {"key": request.key}, request.options.request_id
+
+
+def _delete_reply(value: dict) -> kv_pb2.DeleteResponse:
+    return kv_pb2.DeleteResponse(deleted=value["deleted"], index=value["index"])
+
+
 class KVService(kv_pb2_grpc.KVServiceServicer):
     def __init__(self, api: Api) -> None:
         self.api = api
@@ -77,21 +94,15 @@ class KVService(kv_pb2_grpc.KVServiceServicer):
             DELETE, request, context, self._delete, self._delete_fast
         )
 
+    # Writes: the command and the reply are the same on the coroutine (leader) path and
+    # the thread-pool path (a call that had to wait or be retried locally).
     async def _put_fast(self, request, context, caller):
-        value = await self.api.propose_async(
-            "kv.put",
-            {"key": request.key, "value": request.value},
-            request.options.request_id,
-            caller,
-            context,
-        )
-        return kv_pb2.PutResponse(index=value["index"])
+        return _put_reply(await self.api.propose_async(*_put_command(request), caller, context))
 
     async def _delete_fast(self, request, context, caller):
-        value = await self.api.propose_async(
-            "kv.delete", {"key": request.key}, request.options.request_id, caller, context
+        return _delete_reply(
+            await self.api.propose_async(*_delete_command(request), caller, context)
         )
-        return kv_pb2.DeleteResponse(deleted=value["deleted"], index=value["index"])
 
     async def _get_fast(self, request, context, caller):
         opts = request.options
@@ -100,20 +111,10 @@ class KVService(kv_pb2_grpc.KVServiceServicer):
         return self._get(request, context, caller)
 
     def _put(self, request, context, caller):
-        value = self.api.propose(
-            "kv.put",
-            {"key": request.key, "value": request.value},
-            request.options.request_id,
-            caller,
-            context,
-        )
-        return kv_pb2.PutResponse(index=value["index"])
+        return _put_reply(self.api.propose(*_put_command(request), caller, context))
 
     def _delete(self, request, context, caller):
-        value = self.api.propose(
-            "kv.delete", {"key": request.key}, request.options.request_id, caller, context
-        )
-        return kv_pb2.DeleteResponse(deleted=value["deleted"], index=value["index"])
+        return _delete_reply(self.api.propose(*_delete_command(request), caller, context))
 
     def _get(self, request, context, caller):
         opts = request.options
