@@ -14,6 +14,8 @@ BENCHMARKS = {
     "failover": "bench.failover",  # leader SIGKILL -> next commit; no acked write lost
     "etcd": "bench.etcd",  # the etcd figures alone
     "faults": "bench.faults",  # history under kill/pause/partition/...: lost, dup, linearizable
+    "campaign": "bench.campaign",  # many fault runs in a rotation of kinds, and their totals
+    "authz": "bench.authz",  # authorize() latency: 10k users, 10k ACL rules in LMDB
 }
 
 

@@ -13,7 +13,13 @@ KV = "kv"  # key (utf-8) -> {"value": bytes, "rev": index}
 USERS = "users"  # id -> user record
 USERS_BY_NAME = "users_by_name"  # name -> id
 GROUPS = "groups"  # id -> group record
+GROUPS_BY_NAME = "groups_by_name"  # name -> id
+GROUP_USERS = "group_users"  # gid + uid -> b"" (primary and secondary membership)
+ACLS = "acls"  # id -> {"id", "user", "resource", "rights", "zone"}
+ACLS_BY_USER = "acls_by_user"  # user selector (8B BE) + id -> the rule
 TOKENS = "tokens"  # sha256 hex of the token -> {"uid", "expires", "created"}
+TOKENS_BY_USER = "tokens_by_user"  # uid + sha256 hex -> b""
+QUOTAS = "quotas"  # b"u"/b"g" + id, or b"default_u"/b"default_g" -> quota record
 ZONE = "zone"  # ZONE_KEY -> zone record
 SERVERS = "servers"  # id -> {"id", "name", "raft", "grpc"}
 
@@ -25,7 +31,13 @@ DBS: tuple[str, ...] = (
     USERS,
     USERS_BY_NAME,
     GROUPS,
+    GROUPS_BY_NAME,
+    GROUP_USERS,
+    ACLS,
+    ACLS_BY_USER,
     TOKENS,
+    TOKENS_BY_USER,
+    QUOTAS,
     ZONE,
     SERVERS,
 )
@@ -43,6 +55,11 @@ def id_key(obj_id: int) -> bytes:
 
 def key_id(key: bytes) -> int:
     return _U64.unpack(key)[0]
+
+
+def pair_key(a: int, b: int) -> bytes:
+    """Two ids in one key (e.g. gid + uid): iterating the prefix id_key(a) gives a's bs."""
+    return _U64.pack(a) + _U64.pack(b)
 
 
 def seq_key(name: str) -> bytes:

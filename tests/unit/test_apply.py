@@ -1,53 +1,14 @@
 """Tables of (state, command) -> (mutations, result) for every op and bad input."""
 
-import copy
-
 import pytest
 
 from raftcore import schema
 from raftcore.apply import HANDLERS, apply
 from raftcore.commands import OPS, ErrorCode, ok
+from tests.statekit import TS, DictView, run, write
 
-TS = 1_700_000_000_000
 HASH = "ab" * 32
 K0, K1, K2 = schema.id_key(0), schema.id_key(1), schema.id_key(2)
-
-
-class DictView:
-    """A ReadView over {db: {key: value}} (values already decoded)."""
-
-    def __init__(self, state: dict) -> None:
-        self.state = state
-        self.applied_index = 0
-
-    def get(self, db, key):
-        return self.state.get(db, {}).get(key)
-
-    def iter(self, db, prefix=b""):
-        for key in sorted(self.state.get(db, {})):
-            if key.startswith(prefix):
-                yield key, self.state[db][key]
-
-
-def run(state, op, args, index=7, ts=TS, uid=0):
-    """Apply and check purity: the view's state is never modified by apply itself."""
-    before = copy.deepcopy(state)
-    command = {"v": 1, "op": op, "args": args, "rid": "r", "uid": uid, "ts": ts}
-    mutations, result = apply(DictView(state), command, index)
-    assert state == before
-    # Deterministic: the same input gives the same output.
-    assert apply(DictView(state), command, index) == (mutations, result)
-    return mutations, result
-
-
-def write(state, mutations):
-    new = copy.deepcopy(state)
-    for m in mutations:
-        if m[0] == "put":
-            new.setdefault(m[1], {})[m[2]] = m[3]
-        else:
-            del new[m[1]][m[2]]
-    return new
 
 
 ADMIN = {
@@ -116,21 +77,32 @@ def test_user_bootstrap():
         "groups": [0],
         "enabled": True,
         "auth_driver": "core",
+        "template": "",
         "created": TS,
     }
     assert state["users_by_name"] == {b"oneadmin": 0}
-    assert state["groups"] == {K0: {"id": 0, "name": "oneadmin"}, K1: {"id": 1, "name": "users"}}
+    group = {"admins": [], "template": "", "created": TS}
+    assert state["groups"] == {
+        K0: {"id": 0, "name": "oneadmin", **group},
+        K1: {"id": 1, "name": "users", **group},
+    }
+    assert state["groups_by_name"] == {b"oneadmin": 0, b"users": 1}
     assert state["meta"][b"seq:user"] == 1
     assert state["meta"][b"seq:group"] == 100
+    assert state["meta"][b"seq:acl"] == 3
 
 
 def test_token_create_and_revoke():
     muts, res = run(BOOTED, "token.create", {"token_hash": HASH, "uid": 0, "expires": TS + 1})
     assert res == ok()
-    assert muts == [("put", "tokens", HASH.encode(), {"uid": 0, "expires": TS + 1, "created": TS})]
+    by_user = K0 + HASH.encode()
+    assert muts == [
+        ("put", "tokens", HASH.encode(), {"uid": 0, "expires": TS + 1, "created": TS}),
+        ("put", "tokens_by_user", by_user, b""),
+    ]
     state = write(BOOTED, muts)
     assert run(state, "token.revoke", {"token_hash": HASH}) == (
-        [("del", "tokens", HASH.encode())],
+        [("del", "tokens", HASH.encode()), ("del", "tokens_by_user", by_user)],
         ok(),
     )
 

@@ -1,0 +1,1 @@
+"""The op handlers of the state machine, one module per kind of object."""
