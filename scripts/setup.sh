@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(etcd-server etcd-client nftables iproute2)
+# slapd + ldap-utils: the LDAP login tests start their own slapd (tests/ldapkit.py).
+APT_PACKAGES=(etcd-server etcd-client nftables iproute2 slapd ldap-utils)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -19,6 +20,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The package may start a system-wide slapd on port 389; the tests run their own on
+    # 127.0.0.1, so do not leave the system one running.
+    if [[ " ${missing[*]} " == *" slapd "* ]] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now slapd >/dev/null 2>&1 || true
+    fi
 fi
 
 PY=${PYTHON:-python3}

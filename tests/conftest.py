@@ -108,7 +108,16 @@ class Zone:
 
     def add_user(self, uid: int, name: str, enabled: bool = True) -> None:
         """Write a user record directly (no user.create op exists yet; test only)."""
-        record = {"id": uid, "name": name, "password": "", "gid": 1, "enabled": enabled}
+        record = {
+            "id": uid,
+            "name": name,
+            "password": "",
+            "gid": 1,
+            "groups": [1],
+            "enabled": enabled,
+            "auth_driver": "core",
+            "template": "",
+        }
         env, dbs = self.store._env, self.store._dbs
         with env.begin(write=True) as txn:
             txn.put(schema.id_key(uid), packb(record), db=dbs[schema.USERS])
@@ -154,3 +163,16 @@ def zone(tmp_path):
         z.frontend.stop(grace=0)
         z.replica.close()
         z.store.close()
+
+
+@pytest.fixture(scope="module")
+def slapd(tmp_path_factory):
+    """A private slapd on 127.0.0.1 (ldap and ldaps), seeded by tests.ldapkit; one per
+    test module, stopped by its PID at the end. Fails (never skips) without slapd."""
+    from tests.ldapkit import Slapd
+
+    server = Slapd(tmp_path_factory.mktemp("slapd"), tls=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()

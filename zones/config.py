@@ -33,20 +33,42 @@ Example::
     cert = "server.crt"
     key = "server.key"
     client_ca = "ca.crt" # optional: require client certificates signed by this CA
+
+    [auth]               # optional: login drivers besides core (zones/authdrivers)
+    drivers = ["core", "ssh", "x509", "ldap"]
+
+    [auth.ldap]          # required when drivers lists "ldap"
+    uri = "ldaps://ldap.example.org"
+    base_dn = "ou=people,dc=example,dc=org"
+    bind_dn = "cn=one,dc=example,dc=org"     # optional service account for the searches
+    bind_password_file = "/etc/one/ldap.pw"  # with bind_dn; mode 0600
+    group_base_dn = "ou=groups,dc=example,dc=org"
+
+    [auth.ldap.groups]   # directory group DN -> zone group id; the first match is primary
+    "cn=admins,ou=groups,dc=example,dc=org" = 100
 """
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from zones.authdrivers.dn import normalize_dn
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 REPLICA_KINDS = ("raft", "local")
 MIN_SECRET_CHARS = 16
+AUTH_DRIVERS = ("core", "ssh", "x509", "ldap")
+LDAP_SCHEMES = {"ldap": 389, "ldaps": 636}
+# An LDAP attribute description (RFC 4512 descr or numeric oid): it goes into a search
+# filter unescaped, so nothing else is accepted.
+_LDAP_ATTRIBUTE = re.compile(r"[A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+")
 
 
 class ConfigError(ValueError):
@@ -104,6 +126,43 @@ class TLSConfig:
 
 
 @dataclass(frozen=True)
+class LDAPConfig:
+    """[auth.ldap]: the directory the ``ldap`` login driver binds to."""
+
+    uri: str  # ldap://host[:port] or ldaps://host[:port]
+    base_dn: str  # where users are searched (subtree)
+    user_attribute: str = "uid"  # the attribute holding the login name
+    # Service account for the searches; anonymous searches without it.
+    bind_dn: str | None = None
+    bind_password_file: str | None = None  # the service account's password (mode 0600)
+    group_base_dn: str | None = None  # where groups are searched; default base_dn
+    member_attribute: str = "member"  # the group attribute listing member DNs
+    timeout: float = 5.0  # seconds, for connecting and for each answer
+    # (directory group DN, zone group id), in the file's order: the first group of the
+    # user that is listed here is the user's primary group.
+    groups: tuple[tuple[str, int], ...] = ()
+    # ldaps: CA (PEM) that signed the directory's certificate; default: the system roots.
+    ca_file: str | None = None
+    path: str = "<config>"
+
+    def read_bind_password(self) -> str | None:
+        """The service account's password, or None without bind_dn; ConfigError if the
+        file is missing, empty, or readable by group or others."""
+        if self.bind_password_file is None:
+            return None
+        where = f"{self.path}: [auth.ldap] bind_password_file"
+        return read_password_file(self.bind_password_file, where)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """[auth]: the login drivers (zones/authdrivers); ``core`` is always on."""
+
+    drivers: tuple[str, ...] = ("core",)
+    ldap: LDAPConfig | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     server_id: int
     name: str
@@ -125,6 +184,7 @@ class Config:
     api_process: bool = True
     # Name given to the zone when it is bootstrapped (first leader of a new zone).
     zone_name: str = "OpenNebula"
+    auth: AuthConfig = field(default_factory=AuthConfig)
     path: str = "<memory>"
 
     @property
@@ -197,6 +257,32 @@ def read_secret(path: str, where: str = "secret_file") -> str:
             f"({len(secret)} characters, at least {MIN_SECRET_CHARS})"
         )
     return secret
+
+
+def read_password_file(path: str, where: str) -> str:
+    """A password kept in a file of its own (first line, without the line end), refusing
+    a file that group or others can read, or an empty one."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: {path} does not exist") from None
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot stat {path}: {e.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{where}: {path} is not a regular file")
+    if st.st_mode & 0o077:
+        raise ConfigError(
+            f"{where}: {path} has mode {stat.S_IMODE(st.st_mode):04o}; a password file "
+            f"must not be readable by group or others (chmod 600 {path})"
+        )
+    try:
+        lines = p.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{where}: cannot read {path}: {e}") from None
+    if not lines or not lines[0]:
+        raise ConfigError(f"{where}: {path} is empty (the password is its first line)")
+    return lines[0]
 
 
 def read_auth_file(path: str) -> tuple[str, str]:
@@ -324,6 +410,8 @@ def from_dict(data: dict, where: str = "<config>", base: Path | None = None) -> 
     raft = _raft(top.get("raft", dict, {}, what="a table [raft]"), where)
     tls_data = top.get("tls", dict, None, what="a table [tls]")
     tls = _tls(tls_data, where, base) if tls_data is not None else None
+    auth_data = top.get("auth", dict, None, what="a table [auth]")
+    auth = _auth(auth_data, where, base) if auth_data is not None else AuthConfig()
     top.check_unknown()
 
     me = next((s for s in servers if s.id == server_id), None)
@@ -351,6 +439,11 @@ def from_dict(data: dict, where: str = "<config>", base: Path | None = None) -> 
         raise ConfigError(f"{where}: metrics_address: {metrics_address!r} is already used")
     if raft_address == grpc_address:
         raise ConfigError(f"{where}: grpc_address: same as raft_address {raft_address!r}")
+    if "x509" in auth.drivers and (tls is None or tls.client_ca is None):
+        raise ConfigError(
+            f"{where}: [auth] drivers: 'x509' logs in with the client certificate of mutual "
+            f"TLS: set [tls] client_ca too"
+        )
 
     config = Config(
         server_id=server_id,
@@ -369,9 +462,12 @@ def from_dict(data: dict, where: str = "<config>", base: Path | None = None) -> 
         tls=tls,
         grpc_workers=grpc_workers,
         api_process=api_process and raft.replica != "local",
+        auth=auth,
         path=where,
     )
     config.read_secret()  # must exist with mode 0600, refused otherwise
+    if auth.ldap is not None:
+        auth.ldap.read_bind_password()  # likewise, when there is one
     return config
 
 
@@ -447,6 +543,102 @@ def _tls(data: dict, where: str, base: Path) -> TLSConfig:
         if value is not None and not Path(value).is_file():
             raise t.fail(name, f"{value} does not exist")
     return cfg
+
+
+def _auth(data: dict, where: str, base: Path) -> AuthConfig:
+    t = _Table(data, "[auth] ", where)
+    names = t.get("drivers", list, ["core"], what="an array of driver names")
+    drivers: list[str] = ["core"]  # always on
+    for name in names:
+        if not isinstance(name, str) or name not in AUTH_DRIVERS:
+            raise t.fail("drivers", f"{name!r} is not one of {', '.join(AUTH_DRIVERS)}")
+        if name in drivers and name != "core":
+            raise t.fail("drivers", f"{name!r} is listed twice")
+        if name not in drivers:
+            drivers.append(name)
+    ldap_data = t.get("ldap", dict, None, what="a table [auth.ldap]")
+    t.check_unknown()
+    if "ldap" in drivers and ldap_data is None:
+        raise t.fail("drivers", "'ldap' needs an [auth.ldap] table")
+    if ldap_data is not None and "ldap" not in drivers:
+        raise ConfigError(f"{where}: [auth.ldap]: set, but [auth] drivers does not list 'ldap'")
+    ldap = _auth_ldap(ldap_data, where, base) if ldap_data is not None else None
+    return AuthConfig(drivers=tuple(drivers), ldap=ldap)
+
+
+def _auth_ldap(data: dict, where: str, base: Path) -> LDAPConfig:
+    t = _Table(data, "[auth.ldap] ", where)
+    d = LDAPConfig(uri="", base_dn="")
+
+    def dn(name: str, default: Any = ...) -> Any:
+        value = t.string(name, default)
+        if value is not None:
+            try:
+                normalize_dn(value)
+            except ValueError as e:
+                raise t.fail(name, f"{value!r} is not a DN: {e}") from None
+        return value
+
+    def attribute(name: str, default: str) -> str:
+        value = t.string(name, default)
+        if not _LDAP_ATTRIBUTE.fullmatch(value):
+            raise t.fail(name, f"{value!r} is not an LDAP attribute name")
+        return value
+
+    uri = t.string("uri")
+    try:
+        parts = urlsplit(uri)
+        port = parts.port
+    except ValueError as e:
+        raise t.fail("uri", f"{uri!r}: {e}") from None
+    if parts.scheme not in LDAP_SCHEMES or not parts.hostname:
+        raise t.fail("uri", f"{uri!r} must be ldap://host[:port] or ldaps://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise t.fail("uri", f"{uri!r}: give only the scheme, host and port")
+    if port == 0:
+        raise t.fail("uri", f"{uri!r}: the port must be 1..65535")
+    groups_data = t.get("groups", dict, {}, what="a table [auth.ldap.groups]")
+    cfg = LDAPConfig(
+        uri=uri,
+        base_dn=dn("base_dn"),
+        user_attribute=attribute("user_attribute", d.user_attribute),
+        bind_dn=dn("bind_dn", None),
+        bind_password_file=t.path("bind_password_file", base, None),
+        group_base_dn=dn("group_base_dn", None),
+        member_attribute=attribute("member_attribute", d.member_attribute),
+        timeout=t.number("timeout", d.timeout),
+        ca_file=t.path("ca_file", base, None),
+        groups=_ldap_groups(groups_data, where),
+        path=where,
+    )
+    t.check_unknown()
+    if (cfg.bind_dn is None) != (cfg.bind_password_file is None):
+        missing = "bind_password_file" if cfg.bind_password_file is None else "bind_dn"
+        raise t.fail(missing, "bind_dn and bind_password_file go together: set both or neither")
+    if cfg.ca_file is not None:
+        if parts.scheme != "ldaps":
+            raise t.fail("ca_file", "only used with an ldaps:// uri")
+        if not Path(cfg.ca_file).is_file():
+            raise t.fail("ca_file", f"{cfg.ca_file} does not exist")
+    return cfg
+
+
+def _ldap_groups(data: dict, where: str) -> tuple[tuple[str, int], ...]:
+    out: list[tuple[str, int]] = []
+    seen: dict[str, str] = {}
+    for group_dn, gid in data.items():
+        key = f"{where}: [auth.ldap.groups] {group_dn!r}"
+        try:
+            norm = normalize_dn(group_dn)
+        except ValueError as e:
+            raise ConfigError(f"{key}: not a DN: {e}") from None
+        if norm in seen:
+            raise ConfigError(f"{key}: the same DN as {seen[norm]!r}")
+        if not isinstance(gid, int) or isinstance(gid, bool) or gid < 0:
+            raise ConfigError(f"{key}: must be a zone group id (an integer >= 0), got {gid!r}")
+        seen[norm] = group_dn
+        out.append((group_dn, gid))
+    return tuple(out)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -1,55 +1,19 @@
 """The gRPC API over TLS, with and without client certificates."""
 
-import datetime
-import ipaddress
-
 import grpc
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from tests.conftest import start_zone
+from tests.pki import make_cert
 from zones.api.client import Client
 from zones.api.gen import zone_pb2
 
 
-def _cert(name: str, issuer_key=None, issuer_name=None, ca: bool = False):
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name or subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if not ca:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-    cert = builder.sign(issuer_key or key, hashes.SHA256())
-    pem_key = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert, cert.public_bytes(serialization.Encoding.PEM), pem_key, key
-
-
 @pytest.fixture
 def pki(tmp_path):
-    ca, ca_pem, _, ca_key = _cert("test-ca", ca=True)
-    _, srv_pem, srv_key, _ = _cert("server", ca_key, ca.subject)
-    _, cli_pem, cli_key, _ = _cert("client", ca_key, ca.subject)
+    ca, ca_pem, _, ca_key = make_cert("test-ca", ca=True)
+    _, srv_pem, srv_key, _ = make_cert("server", ca_key, ca.subject)
+    _, cli_pem, cli_key, _ = make_cert("client", ca_key, ca.subject)
     files = {}
     for name, data in [("ca.crt", ca_pem), ("server.crt", srv_pem), ("server.key", srv_key)]:
         (tmp_path / name).write_bytes(data)

@@ -175,3 +175,159 @@ def test_auth_file_format(tmp_path):
     (tmp_path / "b").write_text("nocolon\n")
     with pytest.raises(ValueError, match="user:password"):
         read_auth_file(str(tmp_path / "b"))
+
+
+# --- [auth] ---------------------------------------------------------------------------
+
+GROUP_ADMINS = "cn=admins,ou=groups,dc=example,dc=org"
+GROUP_DEVS = "cn=devs,ou=groups,dc=example,dc=org"
+
+
+def _ldap(tmp_path, **over) -> dict:
+    """A valid [auth.ldap] table (with a service account whose password file is 0600)."""
+    write_secret(tmp_path / "ldap.pw", "service-password")
+    table = {
+        "uri": "ldap://127.0.0.1:3389",
+        "base_dn": "ou=people,dc=example,dc=org",
+        "bind_dn": "cn=one,dc=example,dc=org",
+        "bind_password_file": "ldap.pw",
+        "group_base_dn": "ou=groups,dc=example,dc=org",
+        "timeout": 2,
+        "groups": {GROUP_DEVS: 101, GROUP_ADMINS: 100},
+    }
+    table.update(over)
+    return table
+
+
+def test_auth_defaults_to_core_only(tmp_path):
+    cfg = from_dict(config_dict(tmp_path), base=tmp_path)
+    assert cfg.auth.drivers == ("core",)
+    assert cfg.auth.ldap is None
+
+
+def test_auth_ldap_section_loads_from_toml(tmp_path):
+    write_secret(tmp_path / "secret")
+    write_secret(tmp_path / "ldap.pw", "service-password")
+    (tmp_path / "oned.toml").write_text(
+        f"""
+server_id = 0
+name = "fe0"
+data_dir = "data"
+raft_address = "127.0.0.1:2633"
+grpc_address = "127.0.0.1:2634"
+secret_file = "secret"
+auth_file = "one_auth"
+
+[[servers]]
+id = 0
+name = "fe0"
+raft = "127.0.0.1:2633"
+grpc = "127.0.0.1:2634"
+
+[auth]
+drivers = ["ssh", "ldap"]
+
+[auth.ldap]
+uri = "ldap://127.0.0.1:3389"
+base_dn = "ou=people,dc=example,dc=org"
+bind_dn = "cn=one,dc=example,dc=org"
+bind_password_file = "ldap.pw"
+timeout = 1.5
+
+[auth.ldap.groups]
+"{GROUP_DEVS}" = 101
+"{GROUP_ADMINS}" = 100
+"""
+    )
+    cfg = load(tmp_path / "oned.toml")
+    assert cfg.auth.drivers == ("core", "ssh", "ldap")  # core always on, first
+    ldap = cfg.auth.ldap
+    assert ldap.uri == "ldap://127.0.0.1:3389"
+    assert ldap.user_attribute == "uid" and ldap.member_attribute == "member"
+    assert ldap.group_base_dn is None and ldap.timeout == 1.5
+    assert ldap.bind_password_file == str(tmp_path / "ldap.pw")  # relative to the file
+    assert ldap.read_bind_password() == "service-password"
+    assert ldap.groups == ((GROUP_DEVS, 101), (GROUP_ADMINS, 100))  # the file's order
+
+
+def test_auth_password_never_inline_and_file_checked(tmp_path):
+    data = config_dict(tmp_path, auth={"drivers": ["ldap"], "ldap": _ldap(tmp_path)})
+    assert from_dict(data, base=tmp_path).auth.ldap.read_bind_password() == "service-password"
+    os.chmod(tmp_path / "ldap.pw", 0o644)
+    with pytest.raises(ConfigError) as err:
+        from_dict(data, base=tmp_path)
+    assert "[auth.ldap] bind_password_file" in str(err.value)
+    assert "must not be readable by group or others" in str(err.value)
+    assert "service-password" not in str(err.value)
+    (tmp_path / "ldap.pw").write_text("")
+    os.chmod(tmp_path / "ldap.pw", 0o600)
+    with pytest.raises(ConfigError, match=r"bind_password_file: .* is empty"):
+        from_dict(data, base=tmp_path)
+
+
+AUTH_BAD = [
+    ({"drivers": "ldap"}, "[auth] drivers: must be an array of driver names"),
+    ({"drivers": ["core", "kerberos"]}, "[auth] drivers: 'kerberos' is not one of"),
+    ({"drivers": ["ssh", "ssh"]}, "[auth] drivers: 'ssh' is listed twice"),
+    ({"drivers": ["ldap"]}, "[auth] drivers: 'ldap' needs an [auth.ldap] table"),
+    ({"drivers": ["x509"]}, "[auth] drivers: 'x509' logs in with the client certificate"),
+    ({"colour": 1}, "[auth] : unknown key(s): colour"),
+    ({"ldap": "LDAP"}, "[auth] ldap: must be a table [auth.ldap]"),
+    ({"ldap": "VALID"}, "[auth.ldap]: set, but [auth] drivers does not list 'ldap'"),
+    ({"ldap": {"uri": DELETE}}, "[auth.ldap] uri: required key is missing"),
+    ({"ldap": {"uri": "http://x"}}, "[auth.ldap] uri: 'http://x' must be ldap://host"),
+    ({"ldap": {"uri": "ldap://"}}, "[auth.ldap] uri: 'ldap://' must be ldap://host"),
+    ({"ldap": {"uri": "ldap://h:99999"}}, "[auth.ldap] uri: 'ldap://h:99999'"),
+    ({"ldap": {"uri": "ldap://h/dc=x"}}, "[auth.ldap] uri: 'ldap://h/dc=x': give only"),
+    ({"ldap": {"base_dn": DELETE}}, "[auth.ldap] base_dn: required key is missing"),
+    ({"ldap": {"base_dn": "people"}}, "[auth.ldap] base_dn: 'people' is not a DN"),
+    ({"ldap": {"user_attribute": "uid)(x"}}, "[auth.ldap] user_attribute: 'uid)(x' is not"),
+    ({"ldap": {"member_attribute": "*"}}, "[auth.ldap] member_attribute: '*' is not"),
+    ({"ldap": {"bind_dn": DELETE}}, "[auth.ldap] bind_dn: bind_dn and bind_password_file go"),
+    ({"ldap": {"bind_password_file": DELETE}}, "[auth.ldap] bind_password_file: bind_dn and"),
+    ({"ldap": {"bind_password": "x"}}, "[auth.ldap] : unknown key(s): bind_password"),
+    ({"ldap": {"bind_password_file": "nope"}}, "[auth.ldap] bind_password_file: "),
+    ({"ldap": {"timeout": 0}}, "[auth.ldap] timeout: must be a positive number"),
+    ({"ldap": {"ca_file": "ca.pem"}}, "[auth.ldap] ca_file: only used with an ldaps:// uri"),
+    ({"ldap": {"groups": {"admins": 100}}}, "[auth.ldap.groups] 'admins': not a DN"),
+    ({"ldap": {"groups": {GROUP_ADMINS: "100"}}}, "must be a zone group id"),
+    ({"ldap": {"groups": {GROUP_ADMINS: -1}}}, "must be a zone group id"),
+    (
+        {"ldap": {"groups": {GROUP_ADMINS: 100, "CN=Admins, ou=groups,dc=example,dc=org": 7}}},
+        "the same DN as",
+    ),
+]
+
+
+@pytest.mark.parametrize("auth,message", AUTH_BAD, ids=[f"{a!r}"[:50] for a, _ in AUTH_BAD])
+def test_invalid_auth_section_names_the_key(tmp_path, auth, message):
+    auth = dict(auth)  # a shallow copy: deepcopy would copy the DELETE sentinel too
+    if "ldap" in auth and isinstance(auth["ldap"], dict):
+        table = _ldap(tmp_path)
+        for key, value in auth["ldap"].items():
+            if value is DELETE:
+                table.pop(key)
+            else:
+                table[key] = value
+        auth["ldap"] = table
+        auth.setdefault("drivers", ["ldap"])
+    elif auth.get("ldap") == "VALID":
+        auth["ldap"] = _ldap(tmp_path)
+    data = config_dict(tmp_path, auth=auth)
+    with pytest.raises(ConfigError) as err:
+        from_dict(data, where="oned.toml", base=tmp_path)
+    assert message in str(err.value)
+    assert str(err.value).startswith("oned.toml: ")
+
+
+def test_x509_driver_needs_client_ca(tmp_path):
+    for name in ("server.crt", "server.key", "ca.crt"):
+        (tmp_path / name).write_text("pem")
+    tls = {"cert": "server.crt", "key": "server.key"}
+    with pytest.raises(ConfigError, match=r"\[auth\] drivers: 'x509'.*\[tls\] client_ca"):
+        from_dict(config_dict(tmp_path, tls=tls, auth={"drivers": ["x509"]}), base=tmp_path)
+    cfg = from_dict(
+        config_dict(tmp_path, tls={**tls, "client_ca": "ca.crt"}, auth={"drivers": ["x509"]}),
+        base=tmp_path,
+    )
+    assert cfg.auth.drivers == ("core", "x509")

@@ -11,6 +11,8 @@ accepted within PEER_SKEW seconds of this front-end's clock.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import time
@@ -25,6 +27,10 @@ from zones.api.errors import ApiError, denied, unauthenticated
 AUTH_KEY = "authorization"
 PEER_KEY = "x-one-peer"
 FORWARDED_KEY = "x-one-forwarded"
+# A follower forwarding a call relays the client's TLS certificate (base64 PEM), signed.
+RELAYED_CERT_KEY = "x-one-client-cert"
+RELAYED_SIG_KEY = "x-one-client-cert-sig"
+RELAYED_KEYS = (RELAYED_CERT_KEY, RELAYED_SIG_KEY)
 PEER_SKEW = 60.0
 ADMIN_UID = 0
 
@@ -37,7 +43,9 @@ class Need(Enum):
 
 
 # What each RPC needs before its handler runs. Every RPC served must be listed here:
-# an RPC missing from the table is refused (see Authenticator.authenticate).
+# an RPC missing from the table is refused (see Authenticator.authenticate). Rights over
+# the objects a call touches are then checked by raftcore.authz: in the state machine
+# for writes, in the service for reads (docs/tenancy.md).
 REQUIREMENTS: dict[str, Need] = {
     "/one.v1.AuthService/Login": Need.NOTHING,
     "/one.v1.AuthService/Logout": Need.TOKEN,
@@ -49,6 +57,19 @@ REQUIREMENTS: dict[str, Need] = {
     "/one.v1.ZoneService/ServerAdd": Need.ADMIN,
     "/one.v1.ZoneService/ServerDel": Need.ADMIN,
     "/one.v1.ZoneService/ServerReset": Need.ADMIN,
+    **{
+        f"/one.v1.{service}/{method}": Need.TOKEN
+        for service, methods in (
+            (
+                "UserService",
+                "Allocate Delete Passwd Chauth Chgrp AddGroup DelGroup Enable Update Info List",
+            ),
+            ("GroupService", "Allocate Delete AddAdmin DelAdmin Update Info List"),
+            ("AclService", "Add Delete List"),
+            ("QuotaService", "Set SetDefault Get GetDefault"),
+        )
+        for method in methods.split()
+    },
 }
 
 
@@ -99,6 +120,41 @@ def verify_peer(secret: str, value: str, now: float | None = None) -> int:
     if skew > PEER_SKEW:
         raise unauthenticated(f"peer signature is {skew:.0f} s off this front-end's clock")
     return server_id
+
+
+def _cert_mac(secret: str, server_id: int, ts: int, pem: bytes) -> str:
+    msg = f"{server_id}:{ts}:{hashlib.sha256(pem).hexdigest()}"
+    return hmac.new(secret.encode(), msg.encode(), hashlib.sha256).hexdigest()
+
+
+def relay_cert(secret: str, server_id: int, pem: bytes, now: float | None = None) -> list:
+    """Metadata with which a forwarding front-end vouches for its client's certificate."""
+    ts = int(time.time() if now is None else now)
+    return [
+        (RELAYED_CERT_KEY, base64.b64encode(pem).decode()),
+        (RELAYED_SIG_KEY, f"{server_id}:{ts}:{_cert_mac(secret, server_id, ts, pem)}"),
+    ]
+
+
+def verify_relayed_cert(secret: str, metadata: dict[str, str], now: float | None = None):
+    """The client certificate a front-end relayed, if present and signed with the
+    cluster secret within PEER_SKEW; None otherwise (the call then has no certificate)."""
+    cert, sig = metadata.get(RELAYED_CERT_KEY), metadata.get(RELAYED_SIG_KEY)
+    if not cert or not sig:
+        return None
+    parts = sig.split(":")
+    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        return None
+    try:
+        pem = base64.b64decode(cert, validate=True)
+    except (ValueError, binascii.Error):
+        return None
+    server_id, ts = int(parts[0]), int(parts[1])
+    if not hmac.compare_digest(_cert_mac(secret, server_id, ts, pem), parts[2]):
+        return None
+    if abs((time.time() if now is None else now) - ts) > PEER_SKEW:
+        return None
+    return pem
 
 
 def bearer(metadata: dict[str, str]) -> str | None:

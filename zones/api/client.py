@@ -13,7 +13,16 @@ from __future__ import annotations
 import grpc
 
 from zones.api.auth import AUTH_KEY, PEER_KEY, sign_peer
-from zones.api.gen import auth_pb2, auth_pb2_grpc, kv_pb2_grpc, zone_pb2_grpc
+from zones.api.gen import (
+    acl_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    group_pb2_grpc,
+    kv_pb2_grpc,
+    quota_pb2_grpc,
+    user_pb2_grpc,
+    zone_pb2_grpc,
+)
 
 CHANNEL_OPTIONS = [
     ("grpc.enable_retries", 0),
@@ -64,6 +73,10 @@ class Client:
         self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)
         self.kv = kv_pb2_grpc.KVServiceStub(self.channel)
         self.zone = zone_pb2_grpc.ZoneServiceStub(self.channel)
+        self.user = user_pb2_grpc.UserServiceStub(self.channel)
+        self.group = group_pb2_grpc.GroupServiceStub(self.channel)
+        self.acl = acl_pb2_grpc.AclServiceStub(self.channel)
+        self.quota = quota_pb2_grpc.QuotaServiceStub(self.channel)
         self.token: str | None = None
         self.user_id: int | None = None
         if token:

@@ -5,7 +5,8 @@ Each service module declares its RPCs as `Rpc` specs and implements handlers of 
 
 1. a leader-only call (write, linearizable read) arriving at a follower is forwarded to
    the leader as is (request id fixed first), unless it already was forwarded;
-2. the caller is authenticated per the table in zones.api.auth;
+2. the caller is authenticated per the table in zones.api.auth, then the request is
+   validated (an anonymous caller learns nothing of what would be valid);
 3. the handler runs; replica errors and error results map to gRPC status codes
    (zones.api.errors); a NotLeader from the replica (leadership lost meanwhile) makes
    the call forwarded after all.
@@ -27,10 +28,18 @@ import grpc
 
 from raftcore.commands import MAX_RID_CHARS, BadCommand, make_command
 from raftcore.errors import NotLeader, ReplicaError
-from zones.api.auth import FORWARDED_KEY, Authenticator, Caller, UnknownToken
+from zones.api.auth import (
+    FORWARDED_KEY,
+    RELAYED_KEYS,
+    Authenticator,
+    Caller,
+    UnknownToken,
+    relay_cert,
+)
 from zones.api.errors import ApiError, check_result, from_replica_error, invalid
 from zones.api.forward import DEFAULT_BUDGET, BecameLeader, Forwarder
 from zones.api.metrics import Metrics
+from zones.authdrivers.x509 import peer_cert_from_context
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +60,7 @@ class Rpc:
     leader_only: bool | Callable[[Any], bool] = False
     # (get, set) of the request id field of a write request, if it has one.
     rid: tuple[Callable[[Any], str], Callable[[Any, str], None]] | None = None
-    # Checks the request before anything else (before forwarding too); raises ApiError.
+    # Checks the request once the caller is authenticated; raises ApiError.
     validate: Callable[[Any], None] | None = None
 
     @property
@@ -136,8 +145,6 @@ class Api:
 
     def _fast_caller(self, rpc: Rpc, request, context) -> Caller | None:
         """Validate and authenticate for the fast path; None when the slow path must run."""
-        if rpc.validate is not None:
-            rpc.validate(request)
         if rpc.rid is not None:
             self._fix_rid(rpc, request)
         leader_only = rpc.leader_only(request) if callable(rpc.leader_only) else rpc.leader_only
@@ -145,9 +152,11 @@ class Api:
             return None
         metadata = dict(context.invocation_metadata() or ())
         try:
-            return self.auth.authenticate(rpc.path, metadata)
+            caller = self.auth.authenticate(rpc.path, metadata)
         except UnknownToken:
             return None
+        self._check_request(rpc, request)
+        return caller
 
     def handle(self, rpc: Rpc, request, context: grpc.ServicerContext, handler):
         start = time.perf_counter()
@@ -179,9 +188,8 @@ class Api:
     def _handle(self, rpc: Rpc, request, context, handler):
         metadata = dict(context.invocation_metadata() or ())
         forwarded = metadata.get(FORWARDED_KEY) == "1"
-        if rpc.validate is not None:
-            rpc.validate(request)
         if rpc.rid is not None:
+            # Before forwarding: the forwarder's own retries must carry the same id.
             self._fix_rid(rpc, request)
         leader_only = rpc.leader_only(request) if callable(rpc.leader_only) else rpc.leader_only
         if leader_only and not forwarded and not self.replica.is_leader():
@@ -201,6 +209,7 @@ class Api:
                 except BecameLeader:
                     pass
             raise
+        self._check_request(rpc, request)
         try:
             return handler(request, context, caller)
         except NotLeader as e:
@@ -221,6 +230,11 @@ class Api:
             time.sleep(0.02)
         return True
 
+    def _check_request(self, rpc: Rpc, request) -> None:
+        """After authentication (an anonymous caller learns nothing of what is valid)."""
+        if rpc.validate is not None:
+            rpc.validate(request)
+
     def _fix_rid(self, rpc: Rpc, request) -> None:
         get, put = rpc.rid
         rid = get(request)
@@ -234,6 +248,11 @@ class Api:
 
     def _forward(self, rpc: Rpc, request, context, metadata, allow_self: bool = True):
         self.metrics.forwarded.labels(rpc.short).inc()
+        metadata = {k: v for k, v in metadata.items() if k not in RELAYED_KEYS}
+        pem = peer_cert_from_context(context)
+        if pem is not None:
+            # The leader sees our certificate, not the client's: vouch for the client's.
+            metadata.update(relay_cert(self.secret, self.config.server_id, pem))
         deadline = deadline_of(context, DEFAULT_BUDGET)
         return self.forwarder.forward(
             rpc.path, request, rpc.response, metadata, deadline, allow_self=allow_self

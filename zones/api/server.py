@@ -11,9 +11,25 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from zones.api import acl_service, group_service, quota_service, user_service
 from zones.api.auth_service import AuthService
 from zones.api.core import Api
-from zones.api.gen import auth_pb2, auth_pb2_grpc, kv_pb2, kv_pb2_grpc, zone_pb2, zone_pb2_grpc
+from zones.api.gen import (
+    acl_pb2,
+    acl_pb2_grpc,
+    auth_pb2,
+    auth_pb2_grpc,
+    group_pb2,
+    group_pb2_grpc,
+    kv_pb2,
+    kv_pb2_grpc,
+    quota_pb2,
+    quota_pb2_grpc,
+    user_pb2,
+    user_pb2_grpc,
+    zone_pb2,
+    zone_pb2_grpc,
+)
 from zones.api.kv_service import KVService
 from zones.api.zone_service import ZoneService
 
@@ -23,10 +39,17 @@ log = logging.getLogger(__name__)
 # INVALID_ARGUMENT instead of gRPC's generic RESOURCE_EXHAUSTED.
 MAX_MESSAGE = 8 << 20
 
-SERVICE_NAMES = (
-    auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name,
-    kv_pb2.DESCRIPTOR.services_by_name["KVService"].full_name,
-    zone_pb2.DESCRIPTOR.services_by_name["ZoneService"].full_name,
+SERVICE_NAMES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (auth_pb2, "AuthService"),
+        (kv_pb2, "KVService"),
+        (zone_pb2, "ZoneService"),
+        (user_pb2, "UserService"),
+        (group_pb2, "GroupService"),
+        (acl_pb2, "AclService"),
+        (quota_pb2, "QuotaService"),
+    )
 )
 
 
@@ -94,6 +117,10 @@ class ApiServer:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(AuthService(api), server)
         kv_pb2_grpc.add_KVServiceServicer_to_server(KVService(api), server)
         zone_pb2_grpc.add_ZoneServiceServicer_to_server(ZoneService(api), server)
+        user_pb2_grpc.add_UserServiceServicer_to_server(user_service.servicer(api), server)
+        group_pb2_grpc.add_GroupServiceServicer_to_server(group_service.servicer(api), server)
+        acl_pb2_grpc.add_AclServiceServicer_to_server(acl_service.servicer(api), server)
+        quota_pb2_grpc.add_QuotaServiceServicer_to_server(quota_service.servicer(api), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
