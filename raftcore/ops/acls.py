@@ -22,6 +22,30 @@ from raftcore.ops.common import (
 _MANAGE_ACLS = AuthRequest("ACL", "MANAGE")
 
 
+# (field, selector flag) -> the db and name of the object the selector names.
+_REFERENCES = {
+    ("user", acl.INDIVIDUAL): (schema.USERS, "user"),
+    ("user", acl.GROUP): (schema.GROUPS, "group"),
+    ("resource", acl.GROUP): (schema.GROUPS, "group"),
+}
+
+
+def _check_references(view: View, rule: acl.Rule) -> None:
+    """The users and groups a rule names must exist (objects of other types named by
+    `#id` may be created later, as in OpenNebula)."""
+    for field in ("user", "resource"):
+        value = getattr(rule, field)
+        ref = _REFERENCES.get((field, value & acl.SELECTOR_MASK))
+        if ref is None:
+            continue
+        db, what = ref
+        obj_id = value & acl.ID_MASK
+        if view.get(db, schema.id_key(obj_id)) is None:
+            raise bad(
+                f"invalid ACL rule: the {field} selector names {what} {obj_id}, which does not exist"
+            )
+
+
 def op_acl_add(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("user", "resource", "rights", "zone"))
     fields = {name: arg_int(args, name) for name in ("user", "resource", "rights", "zone")}
@@ -31,6 +55,7 @@ def op_acl_add(view: View, args: dict, cmd: dict, index: int) -> Result:
     except acl.AclSyntaxError as e:
         raise bad(f"invalid ACL rule: {e}") from None
     require(view, cmd, _MANAGE_ACLS)
+    _check_references(view, rule)
     by_user = acl.user_key(rule)
     same = (rule.user, rule.resource, rule.rights, rule.zone)
     for _, existing in view.iter(schema.ACLS_BY_USER, by_user):

@@ -22,10 +22,10 @@ from raftcore.ops.tenancy import (
     arg_name,
     arg_template,
     get_group,
-    get_user,
     group_object,
     has_members,
     merge_template,
+    ref_user,
     unique_name,
 )
 
@@ -67,7 +67,7 @@ def op_group_delete(view: View, args: dict, cmd: dict, index: int) -> Result:
 def _admin_change(view: View, args: dict, cmd: dict, add: bool) -> Result:
     check_args(args, ("id", "uid"))
     group = get_group(view, arg_int(args, "id"))
-    user = get_user(view, arg_int(args, "uid"))
+    user = ref_user(view, args, "uid")
     require(view, cmd, group_object(group, "MANAGE"))
     admins = group["admins"]
     gid, uid = group["id"], user["id"]

@@ -4,7 +4,7 @@ authorization, name and template checks, and group membership mutations."""
 from raftcore import schema, template
 from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode
-from raftcore.ops.common import MAX_NAME_CHARS, Mutation, Reject, View, bad, get_record
+from raftcore.ops.common import MAX_NAME_CHARS, Mutation, Reject, View, arg_int, bad, get_record
 
 ADMIN_UID = 0
 ADMIN_GID = 0
@@ -82,6 +82,25 @@ def get_user(view: View, uid: int) -> dict:
 
 def get_group(view: View, gid: int) -> dict:
     return get_record(view, schema.GROUPS, gid, "group")
+
+
+def _referenced(view: View, db: str, obj_id: int, what: str, arg: str) -> dict:
+    # An unknown object named in an argument is bad input (INVALID_ARGUMENT), unlike the
+    # object a call addresses (NOT_FOUND).
+    record = view.get(db, schema.id_key(obj_id))
+    if record is None:
+        raise bad(f"argument {arg!r}: {what} {obj_id} does not exist")
+    return record
+
+
+def ref_user(view: View, args: dict, arg: str) -> dict:
+    return _referenced(view, schema.USERS, arg_int(args, arg), "user", arg)
+
+
+def ref_group(view: View, args: dict, arg: str, gid: int | None = None) -> dict:
+    """The group named by argument `arg` (or `gid`, one of its entries)."""
+    gid = arg_int(args, arg) if gid is None else gid
+    return _referenced(view, schema.GROUPS, gid, "group", arg)
 
 
 def unique_name(view: View, db: str, name: str, what: str) -> None:

@@ -39,6 +39,7 @@ from raftcore.ops.tenancy import (
     join,
     leave,
     merge_template,
+    ref_group,
     unique_name,
     user_object,
 )
@@ -181,11 +182,10 @@ def op_user_allocate(view: View, args: dict, cmd: dict, index: int) -> Result:
     if not isinstance(extra, list) or not all(isinstance(g, int) and g >= 0 for g in extra):
         raise bad("argument 'groups' must be a list of group ids")
     groups = list(dict.fromkeys([gid, *extra]))
-    for g in groups:
-        get_group(view, g)
+    records = [ref_group(view, args, "gid" if g == gid else "groups", g) for g in groups]
     require(view, cmd, AuthRequest("USER", "CREATE", gid=gid))
-    for g in groups[1:]:
-        require(view, cmd, group_object(get_group(view, g), "MANAGE"))
+    for group in records[1:]:
+        require(view, cmd, group_object(group, "MANAGE"))
     unique_name(view, schema.USERS_BY_NAME, name, "user")
     uid, seq = next_id(view, "user", start=ADMIN_UID + 1)
     user = {
@@ -242,7 +242,7 @@ def op_user_chauth(view: View, args: dict, cmd: dict, index: int) -> Result:
 def op_user_chgrp(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("id", "gid"))
     user = get_user(view, arg_int(args, "id"))
-    group = get_group(view, arg_int(args, "gid"))
+    group = ref_group(view, args, "gid")
     require(view, cmd, user_object(user, "MANAGE"), group_object(group, "MANAGE"))
     old, new = user["gid"], group["id"]
     if old == new:
@@ -262,7 +262,7 @@ def op_user_chgrp(view: View, args: dict, cmd: dict, index: int) -> Result:
 def op_user_addgroup(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("id", "gid"))
     user = get_user(view, arg_int(args, "id"))
-    group = get_group(view, arg_int(args, "gid"))
+    group = ref_group(view, args, "gid")
     require(view, cmd, user_object(user, "MANAGE"), group_object(group, "MANAGE"))
     if group["id"] in user["groups"]:
         raise Reject(ErrorCode.ACTION, f"user {user['id']} is already in group {group['id']}")
@@ -273,7 +273,7 @@ def op_user_addgroup(view: View, args: dict, cmd: dict, index: int) -> Result:
 def op_user_delgroup(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("id", "gid"))
     user = get_user(view, arg_int(args, "id"))
-    group = get_group(view, arg_int(args, "gid"))
+    group = ref_group(view, args, "gid")
     require(view, cmd, user_object(user, "MANAGE"), group_object(group, "MANAGE"))
     gid = group["id"]
     if gid not in user["groups"]:

@@ -3,7 +3,8 @@
 import grpc
 import pytest
 
-from zones.api.gen import acl_pb2, common_pb2, group_pb2, kv_pb2, user_pb2
+from raftcore.auth import verify_password
+from zones.api.gen import acl_pb2, common_pb2, group_pb2, kv_pb2, quota_pb2, user_pb2
 
 
 def _code(fn) -> tuple[grpc.StatusCode, str]:
@@ -42,9 +43,11 @@ def test_created_user_logs_in_and_sees_itself(zone, tenants):
 
 def test_passwords_are_stored_hashed_never_in_clear(zone, tenants):
     with zone.store.read() as view:
-        for _, user in view.iter("users"):
-            assert user["password"].startswith("scrypt$")
-            assert "pw" not in user["password"]
+        users = {u["name"]: u["password"] for _, u in view.iter("users")}
+    for name in ("alice", "bob"):
+        assert users[name].startswith("scrypt$")
+        assert f"{name}-pw" not in users[name]
+        assert verify_password(f"{name}-pw", users[name])
 
 
 def test_group_admin_sees_and_manages_its_group(zone, tenants):
@@ -135,8 +138,8 @@ def test_malformed_acl_is_invalid_and_stores_nothing(zone, tenants, rule, fragme
         ),
         (
             lambda c: c.user.Allocate(user_pb2.UserAllocateRequest(name="n", password="x", gid=77)),
-            grpc.StatusCode.NOT_FOUND,
-            "group 77 does not exist",
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "argument 'gid': group 77 does not exist",
         ),
         (
             lambda c: c.user.Allocate(user_pb2.UserAllocateRequest(name="bob", password="x")),
@@ -161,6 +164,36 @@ def test_malformed_acl_is_invalid_and_stores_nothing(zone, tenants, rule, fragme
             "1 MiB",
         ),
         (
+            lambda c: c.quota.Set(
+                quota_pb2.QuotaSetRequest(kind=quota_pb2.USER, id=2, quota="VM = [ VMS = -5 ]")
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "VMS",
+        ),
+        (
+            lambda c: c.quota.Set(
+                quota_pb2.QuotaSetRequest(
+                    kind=quota_pb2.USER, id=2, quota="VM = [ MEMORY = 99999999999999999999 ]"
+                )
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "MEMORY",
+        ),
+        (
+            lambda c: c.quota.Set(
+                quota_pb2.QuotaSetRequest(kind=quota_pb2.USER, id=2, quota="VM = [ BOGUS = 1 ]")
+            ),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "BOGUS",
+        ),
+        (
+            lambda c: c.quota.Set(
+                quota_pb2.QuotaSetRequest(kind=quota_pb2.GROUP, id=404, quota="VM = [ VMS = 1 ]")
+            ),
+            grpc.StatusCode.NOT_FOUND,
+            "group 404 does not exist",
+        ),
+        (
             lambda c: c.group.Delete(common_pb2.ObjectRequest(id=1)),
             grpc.StatusCode.FAILED_PRECONDITION,
             "system group",
@@ -170,12 +203,30 @@ def test_malformed_acl_is_invalid_and_stores_nothing(zone, tenants, rule, fragme
 def test_bad_input_is_refused_precisely_and_changes_nothing(zone, tenants, call, code, fragment):
     admin = tenants[0]
     with zone.store.read() as view:
-        before = {db: list(view.iter(db)) for db in ("users", "groups", "acls", "group_users")}
+        before = {
+            db: list(view.iter(db)) for db in ("users", "groups", "acls", "group_users", "quotas")
+        }
     got, details = _code(lambda: call(admin))
     assert got == code, details
     assert fragment in details
     with zone.store.read() as view:
         assert before == {db: list(view.iter(db)) for db in before}
+
+
+def test_quota_set_and_shown(zone, tenants):
+    admin, dev, alice, bob = tenants
+    admin.quota.Set(
+        quota_pb2.QuotaSetRequest(kind=quota_pb2.USER, id=bob, quota="VM = [ VMS = 4, CPU = 2.5 ]")
+    )
+    text = admin.quota.Get(quota_pb2.QuotaGetRequest(kind=quota_pb2.USER, id=bob)).quota
+    assert "VMS" in text and "CPU" in text and "2.5" in text
+    assert admin.user.Info(user_pb2.UserInfoRequest(id=bob)).quota == text
+    admin.quota.SetDefault(
+        quota_pb2.QuotaDefaultSetRequest(kind=quota_pb2.GROUP, quota="VM = [ VMS = 100 ]")
+    )
+    with zone.client().login("bob", "bob-pw") as c:
+        default = c.quota.GetDefault(quota_pb2.QuotaGetRequest(kind=quota_pb2.GROUP)).quota
+        assert "100" in default
 
 
 def test_failed_logins_are_throttled_per_user(zone, tenants):

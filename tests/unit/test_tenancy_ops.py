@@ -102,7 +102,27 @@ def test_allocate_refusals(z):
     args = {"name": "alice", "password": "p", "driver": "core"}
     z.fails("user.allocate", args, 0, "ACTION", "'alice' is already taken by user 1")
     args = {"name": "zed", "password": "p", "driver": "core", "gid": 555}
-    z.fails("user.allocate", args, 0, "NO_EXISTS", "group 555 does not exist")
+    z.fails("user.allocate", args, 0, "BAD_REQUEST", "argument 'gid': group 555 does not exist")
+    args = {"name": "zed", "password": "p", "driver": "core", "groups": [1, 556]}
+    z.fails("user.allocate", args, 0, "BAD_REQUEST", "argument 'groups': group 556 does not")
+
+
+@pytest.mark.parametrize(
+    "op, args, text",
+    [
+        ("user.chgrp", {"id": BOB, "gid": 404}, "argument 'gid': group 404 does not exist"),
+        ("user.addgroup", {"id": BOB, "gid": 404}, "argument 'gid': group 404 does not exist"),
+        ("user.delgroup", {"id": BOB, "gid": 404}, "argument 'gid': group 404 does not exist"),
+        ("group.addadmin", {"id": DEV, "uid": 404}, "argument 'uid': user 404 does not exist"),
+    ],
+)
+def test_unknown_referenced_user_or_group_is_bad_input(z, op, args, text):
+    z.fails(op, args, 0, "BAD_REQUEST", text)
+
+
+def test_unknown_addressed_object_is_no_exists(z):
+    z.fails("user.passwd", {"id": 404, "password": "x"}, 0, "NO_EXISTS", "user 404 does not")
+    z.fails("group.update", {"id": 404, "template": ""}, 0, "NO_EXISTS", "group 404 does not")
 
 
 def test_plain_user_cannot_create_users_or_groups(z):
@@ -245,6 +265,18 @@ def test_acl_rule_grants_and_its_deletion_revokes(z):
     assert schema.id_key(rid) not in z.state["acls"]
     assert len(z.state["acls_by_user"]) == 3
     z.fails("user.passwd", {"id": ALICE, "password": "x"}, BOB, "AUTHORIZATION")
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("#404 VM/* USE", "user selector names user 404"),
+        ("@404 VM/* USE", "user selector names group 404"),
+        ("* VM/@404 USE", "resource selector names group 404"),
+    ],
+)
+def test_acl_rule_naming_unknown_users_or_groups_is_bad_input(z, text, fragment):
+    z.fails("acl.add", _rule(text), 0, "BAD_REQUEST", fragment)
 
 
 def test_acl_changes_need_oneadmin(z):
