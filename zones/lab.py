@@ -14,9 +14,11 @@ Command line::
     python -m zones.lab up   --frontends 3 --dir DIR   # prints one JSON object, leaves them running
     python -m zones.lab down --dir DIR                 # stops them (pids from DIR/lab.json)
     python -m zones.lab run  --frontends 3 --dir DIR   # up, show the zone, serve until Ctrl-C
+    ... up|run --tls server|mutual                      # gRPC over TLS (a lab CA in DIR/pki)
 
 Layout of DIR: `secret` (cluster secret, 0600), `one_auth` (oneadmin:<password>, 0600),
-`fe<i>/oned.toml`, `fe<i>/data/`, `fe<i>/oned.log` (stdout+stderr), `lab.json`.
+`fe<i>/oned.toml`, `fe<i>/data/`, `fe<i>/oned.log` (stdout+stderr), `lab.json`; with TLS
+`pki/` (ca.crt, fe<i>.crt/.key, client.crt/.key; keys 0600).
 Front-end i has server id i. `up` starts a fresh zone: files a previous lab left in DIR
 are removed first (a DIR holding anything else is refused).
 """
@@ -41,12 +43,16 @@ import grpc
 from zones.api.client import Client, open_channel
 from zones.api.gen import zone_pb2
 from zones.config import RaftConfig, free_port
+from zones.pki import issue, write_pki
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_FILE = "lab.json"
 MARKER = ".zones-lab"
 LOG_TAIL_LINES = 40
 _LAB_FILES = ("secret", "one_auth", LAB_FILE)
+# None: plaintext gRPC; "server": TLS with the lab CA's server certificates; "mutual":
+# clients must also present a certificate of the lab CA (DIR/pki/client.crt).
+TLS_MODES = (None, "server", "mutual")
 
 
 class LabError(RuntimeError):
@@ -131,9 +137,13 @@ class Lab:
         log_level: str = "info",
         python: str = sys.executable,
         api_process: bool = True,
+        tls: str | None = None,
+        auth_drivers: tuple[str, ...] = (),
     ) -> None:
         if frontends < 1:
             raise ValueError("a lab needs at least one front-end")
+        if tls not in TLS_MODES:
+            raise ValueError(f"tls must be one of {TLS_MODES}, got {tls!r}")
         self.dir = Path(dir).resolve()
         self.n = frontends
         self.fault_injection = fault_injection
@@ -141,6 +151,9 @@ class Lab:
         self.log_level = log_level
         self.python = python
         self.api_process = api_process
+        self.tls = tls
+        self.auth_drivers = tuple(auth_drivers)
+        self.pki_dir = self.dir / "pki"
         self.secret_file = self.dir / "secret"
         self.auth_file = self.dir / "one_auth"
         self.fes: list[FrontendInfo] = []
@@ -379,7 +392,18 @@ class Lab:
             "ONE_ENDPOINT": self.one_endpoint,
             "ONE_AUTH": str(self.auth_file),
             "secret_file": str(self.secret_file),
+            **self._tls_env(),
         }
+
+    def _tls_env(self) -> dict:
+        """The CLI's TLS variables for this lab (zones.cli.common)."""
+        if self.tls is None:
+            return {}
+        env = {"ONE_CA": str(self.pki_dir / "ca.crt")}
+        if self.tls == "mutual":
+            env["ONE_CERT"] = str(self.pki_dir / "client.crt")
+            env["ONE_KEY"] = str(self.pki_dir / "client.key")
+        return env
 
     def local_status(self, i: int, timeout: float = 0.5) -> zone_pb2.ServerStatus:
         """Front-end i's own raft status (peer-authenticated LocalStatus)."""
@@ -434,7 +458,7 @@ class Lab:
         with self._lock:
             ch = self._channels.get(i)
             if ch is None:
-                ch = self._channels[i] = open_channel(self.fes[i].grpc)
+                ch = self._channels[i] = open_channel(self.fes[i].grpc, self.credentials())
             return ch
 
     def token(self, timeout: float = 10.0) -> str:
@@ -455,7 +479,9 @@ class Lab:
         with self._lock:
             c = self._clients.get(i)
             if c is None:
-                c = self._clients[i] = Client(self.fes[i].grpc, token=self.token(timeout))
+                c = self._clients[i] = Client(
+                    self.fes[i].grpc, token=self.token(timeout), credentials=self.credentials()
+                )
             return c
 
     def _login(self, deadline: float) -> str:
@@ -466,7 +492,7 @@ class Lab:
                 if not self.running(i):
                     continue
                 try:
-                    with Client(self.fes[i].grpc) as c:
+                    with Client(self.fes[i].grpc, credentials=self.credentials()) as c:
                         c.login(
                             user, password, timeout=max(0.5, min(3.0, deadline - time.monotonic()))
                         )
@@ -509,6 +535,10 @@ class Lab:
                     used.add(p)
                     return p
 
+        if self.tls is not None:
+            if self.pki_dir.exists():
+                shutil.rmtree(self.pki_dir)
+            write_pki(self.pki_dir, [f"fe{i}" for i in range(self.n)] + ["client"])
         self.fes = []
         for i in range(self.n):
             fe_dir = d / f"fe{i}"
@@ -569,7 +599,40 @@ class Lab:
             ]
         lines.append("[raft]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in raft.items()]
+        lines += self._tls_lines(fe)
+        if self.auth_drivers:
+            lines += ["", "[auth]", f"drivers = {json.dumps(list(self.auth_drivers))}"]
         return "\n".join(lines) + "\n"
+
+    def _tls_lines(self, fe: FrontendInfo) -> list[str]:
+        if self.tls is None:
+            return []
+        pki = self.pki_dir
+        if not (pki / f"{fe.name}.crt").exists():
+            issue(pki, fe.name)
+        lines = [
+            "",
+            "[tls]",
+            f"cert = {_toml_value(str(pki / f'{fe.name}.crt'))}",
+            f"key = {_toml_value(str(pki / f'{fe.name}.key'))}",
+            f"ca = {_toml_value(str(pki / 'ca.crt'))}",
+        ]
+        if self.tls == "mutual":
+            lines.append(f"client_ca = {_toml_value(str(pki / 'ca.crt'))}")
+        return lines
+
+    def credentials(self) -> grpc.ChannelCredentials | None:
+        """What a client of this lab needs: the lab CA (and, mutual, its certificate)."""
+        if self.tls is None:
+            return None
+        ca = (self.pki_dir / "ca.crt").read_bytes()
+        if self.tls == "server":
+            return grpc.ssl_channel_credentials(root_certificates=ca)
+        return grpc.ssl_channel_credentials(
+            root_certificates=ca,
+            private_key=(self.pki_dir / "client.key").read_bytes(),
+            certificate_chain=(self.pki_dir / "client.crt").read_bytes(),
+        )
 
     def _wait_ready(self, deadline: float) -> None:
         """Until a Login succeeds (a leader exists and bootstrapped); fail fast on a crash."""
@@ -635,6 +698,8 @@ class Lab:
             frontends_count=self.n,
             fault_injection=self.fault_injection,
             raft_overrides=self.raft_overrides,
+            tls=self.tls,
+            auth_drivers=list(self.auth_drivers),
         )
         tmp = self.dir / (LAB_FILE + ".tmp")
         tmp.write_text(json.dumps(data, indent=2) + "\n")
@@ -655,6 +720,8 @@ class Lab:
             frontends=data["frontends_count"],
             fault_injection=data.get("fault_injection", False),
             raft_overrides=data.get("raft_overrides"),
+            tls=data.get("tls"),
+            auth_drivers=tuple(data.get("auth_drivers", ())),
         )
         lab.fes = [FrontendInfo(**fe) for fe in data["frontends"]]
         return lab
@@ -672,6 +739,7 @@ def _new_lab(args) -> Lab:
         frontends=args.frontends,
         fault_injection=args.fault_injection,
         raft_overrides=overrides,
+        tls=args.tls,
     )
 
 
@@ -746,6 +814,13 @@ def main(argv: list[str] | None = None) -> int:
             choices=("raft", "local"),
             default="raft",
             help="local: single-server test/dev mode without raft (with --frontends 1)",
+        )
+        p.add_argument(
+            "--tls",
+            choices=("server", "mutual"),
+            default=None,
+            help="serve gRPC over TLS with a lab CA in DIR/pki (mutual: clients need "
+            "DIR/pki/client.crt too); prints ONE_CA (ONE_CERT, ONE_KEY) for the CLIs",
         )
     p = sub.add_parser("down", help="stop the lab zone in DIR")
     p.add_argument("--dir", required=True)

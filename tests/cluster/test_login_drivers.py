@@ -11,11 +11,11 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from tests.conftest import start_zone
 from tests.ldapkit import GROUPS, SUFFIX, group_dn, user_dn
-from tests.pki import make_cert
 from zones.api.auth import relay_cert, verify_relayed_cert
 from zones.api.client import Client
 from zones.api.gen import user_pb2
 from zones.authdrivers.ssh import sign_login
+from zones.pki import make_cert
 
 
 def _code(fn) -> tuple[grpc.StatusCode, str]:

@@ -4,9 +4,9 @@ import grpc
 import pytest
 
 from tests.conftest import start_zone
-from tests.pki import make_cert
 from zones.api.client import Client
 from zones.api.gen import zone_pb2
+from zones.pki import make_cert
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from tests.conftest import wait_until
 from zones import lab as labmod
 from zones.api.gen import kv_pb2, zone_pb2
 from zones.config import load
@@ -136,6 +137,15 @@ def test_add_frontend_joins_and_catches_up(tmp_path):
             kv_pb2.GetRequest(key="k19", options={"min_index": last}), timeout=15
         )
         assert got.found
-        states = {st.id: st.state for st in c.zone.Info(zone_pb2.ZoneInfoRequest()).status}
-        errors = [st.error for st in c.zone.Info(zone_pb2.ZoneInfoRequest()).status]
-        assert sorted(states.values()) == ["follower", "follower", "follower", "leader"], errors
+        seen: list = []
+
+        def all_members_report() -> bool:
+            # The new server may be slow to answer its first status call on a busy machine.
+            status = c.zone.Info(zone_pb2.ZoneInfoRequest()).status
+            seen[:] = [(st.id, st.state, st.error) for st in status]
+            return sorted(st.state for st in status) == ["follower"] * 3 + ["leader"]
+
+        try:
+            wait_until(all_members_report, timeout=10, what="4 members reporting")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last status: {seen}") from None

@@ -1,9 +1,12 @@
 """Shared plumbing of the one* CLIs: endpoints, credentials, failover, output formats.
 
 Endpoint: --endpoint (comma-separated front-ends allowed) else $ONE_ENDPOINT else
-localhost:2634. Credentials: --user/--password else the `user:password` file named by
-$ONE_AUTH else ~/.one/one_auth. Calls go to the first front-end that answers; on
-UNAVAILABLE or a connection failure the next one is tried.
+localhost:2634. Credentials: --token else $ONE_TOKEN (a login token, e.g. from `oneuser
+login`), else --user/--password else the `user:password` file named by $ONE_AUTH else
+~/.one/one_auth. TLS: --ca else $ONE_CA (the CA that signed the front-ends'
+certificates; plaintext without it), and for mutual TLS --cert/--key else $ONE_CERT and
+$ONE_KEY. Calls go to the first front-end that answers; on UNAVAILABLE or a connection
+failure the next one is tried.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ def add_global_args(parser: argparse.ArgumentParser, sub: bool = False) -> None:
     g.add_argument("--endpoint", help="front-end gRPC endpoint(s) host:port[,host:port...]", **d)
     g.add_argument("--user", help="user name (default: from ONE_AUTH / ~/.one/one_auth)", **d)
     g.add_argument("--password", help="password (prompted if --user is given without it)", **d)
+    g.add_argument(
+        "--token", help="a login token (e.g. from `oneuser login`); default $ONE_TOKEN", **d
+    )
+    g.add_argument("--ca", help="CA certificate (PEM) of the zone's TLS; default $ONE_CA", **d)
+    g.add_argument("--cert", help="client certificate (PEM) for mutual TLS; $ONE_CERT", **d)
+    g.add_argument("--key", help="its private key (PEM); default $ONE_KEY", **d)
     g.add_argument("-j", "--json", action="store_true", help="print JSON", **d)
     g.add_argument("-y", "--yaml", action="store_true", help="print YAML", **d)
     g.add_argument(
@@ -48,6 +57,34 @@ def add_global_args(parser: argparse.ArgumentParser, sub: bool = False) -> None:
         type=float,
         help=f"per-call timeout in seconds (default {DEFAULT_TIMEOUT:g})",
         **({"default": DEFAULT_TIMEOUT} if not sub else d),
+    )
+
+
+def tls_credentials(args: argparse.Namespace) -> grpc.ChannelCredentials | None:
+    """Channel credentials from --ca/--cert/--key or $ONE_CA/$ONE_CERT/$ONE_KEY; None for
+    plaintext (no CA given)."""
+
+    def pick(option: str, env: str) -> str | None:
+        return getattr(args, option, None) or os.environ.get(env) or None
+
+    ca, cert, key = pick("ca", "ONE_CA"), pick("cert", "ONE_CERT"), pick("key", "ONE_KEY")
+    if ca is None:
+        if cert or key:
+            raise CliError("--cert/--key need --ca (or $ONE_CA): the CA of the zone's TLS")
+        return None
+    if bool(cert) != bool(key):
+        raise CliError("mutual TLS needs both --cert and --key ($ONE_CERT and $ONE_KEY)")
+
+    def read(path: str, what: str) -> bytes:
+        try:
+            return Path(path).read_bytes()
+        except OSError as e:
+            raise CliError(f"cannot read the {what} {path}: {e.strerror}") from None
+
+    return grpc.ssl_channel_credentials(
+        root_certificates=read(ca, "CA certificate"),
+        private_key=read(key, "client key") if key else None,
+        certificate_chain=read(cert, "client certificate") if cert else None,
     )
 
 
@@ -97,25 +134,51 @@ def credentials(user: str | None, password: str | None) -> tuple[str, str]:
 class Session:
     """A logged-in connection to the zone that fails over between front-ends."""
 
-    def __init__(self, endpoint_list: Sequence[str], user: str, password: str, timeout: float):
+    def __init__(
+        self,
+        endpoint_list: Sequence[str],
+        user: str | None,
+        password: str | None,
+        timeout: float,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ):
         self.endpoints = list(endpoint_list)
+        self.credentials = credentials
         self.user = user
         self.timeout = timeout
         self._password = password
         self._client: Client | None = None
-        self._token: str | None = None
+        self._token: str | None = token or None
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Session:
-        user, password = credentials(args.user, args.password)
-        return cls(endpoints(args.endpoint), user, password, args.timeout)
+        """A session from the global options; a token (--token, $ONE_TOKEN) wins over
+        user/password unless --user is given explicitly."""
+        user_opt = getattr(args, "user", None)
+        token = getattr(args, "token", None) or (
+            None if user_opt else os.environ.get("ONE_TOKEN", "").strip() or None
+        )
+        tls = tls_credentials(args)
+        if token:
+            return cls(
+                endpoints(args.endpoint), None, None, args.timeout, token=token, credentials=tls
+            )
+        user, password = credentials(user_opt, getattr(args, "password", None))
+        return cls(endpoints(args.endpoint), user, password, args.timeout, credentials=tls)
+
+    @property
+    def token(self) -> str | None:
+        """The login token in use (given, or obtained by the first call)."""
+        return self._token
 
     @property
     def endpoint(self) -> str | None:
         return self._client.endpoint if self._client else None
 
-    def call(self, fn: Callable[[Client], Any]) -> Any:
-        """Run fn(client) on the first front-end that answers (logging in if needed)."""
+    def call(self, fn: Callable[[Client], Any], login: bool = True) -> Any:
+        """Run fn(client) on the first front-end that answers (logging in if needed;
+        `login=False` for calls that need no token, such as Login itself)."""
         errors = []
         order = self.endpoints
         if self._client is not None:  # the one that worked last time first
@@ -123,7 +186,9 @@ class Session:
         for endpoint in order:
             client = self._connect(endpoint)
             try:
-                if self._token is None:
+                if login and self._token is None:
+                    if self.user is None or self._password is None:
+                        raise CliError("no credentials: use --user/--password or --token")
                     client.login(self.user, self._password, timeout=self.timeout)
                     self._token = client.token
                 return fn(client)
@@ -139,7 +204,7 @@ class Session:
         if self._client is None or self._client.endpoint != endpoint:
             if self._client is not None:
                 self._client.close()
-            self._client = Client(endpoint, token=self._token)
+            self._client = Client(endpoint, token=self._token, credentials=self.credentials)
         return self._client
 
     def close(self) -> None:
