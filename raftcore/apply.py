@@ -8,7 +8,7 @@ raising apply forever.
 """
 
 from raftcore.commands import ErrorCode, error
-from raftcore.ops import acls, groups, kv, quotas, users, zone
+from raftcore.ops import acls, clusters, groups, kv, pool, quotas, users, zone
 from raftcore.ops.common import Handler, Mutation, Reject, View
 
 HANDLERS: dict[str, Handler] = {
@@ -18,6 +18,8 @@ HANDLERS: dict[str, Handler] = {
     **groups.HANDLERS,
     **acls.HANDLERS,
     **quotas.HANDLERS,
+    **pool.HANDLERS,
+    **clusters.HANDLERS,
 }
 
 

@@ -299,6 +299,26 @@ def authorize(view: ReadView, uid: int, requests: Sequence[AuthRequest], zone_id
         caller.close()
 
 
+def rules_of(view: ReadView, uid: int) -> list[tuple[int, int, int]]:
+    """The (resource, rights, zone) of every ACL rule whose user selector matches `uid`
+    (for listings: which objects beyond its own may the user see?)."""
+    user = view.get(schema.USERS, schema.id_key(uid))
+    if user is None:
+        return []
+    prefixes = [acl.selector_key(acl.INDIVIDUAL, uid)]
+    prefixes += [acl.selector_key(acl.GROUP, g) for g in _groups_of(user)]
+    prefixes.append(_ALL_KEY)
+    return list(_Rules._read(view, prefixes))
+
+
+def is_admin(view: ReadView, uid: int) -> bool:
+    """oneadmin, or a member of the oneadmin group: bypasses every check."""
+    if uid == ONEADMIN_UID:
+        return True
+    user = view.get(schema.USERS, schema.id_key(uid))
+    return user is not None and ONEADMIN_GID in _groups_of(user)
+
+
 def allowed(view: ReadView, uid: int, request: AuthRequest, zone_id: int = 0) -> bool:
     """authorize() as a bool, for one request."""
     try:

@@ -54,6 +54,12 @@ OPS = frozenset(
         "acl.delete",
         "quota.set",
         "quota.default_set",
+        "obj.chown",
+        "obj.chmod",
+        "obj.rename",
+        "obj.update",
+        "cluster.allocate",
+        "cluster.delete",
     }
 )
 

@@ -19,6 +19,8 @@ ACLS = "acls"  # id -> {"id", "user", "resource", "rights", "zone"}
 ACLS_BY_USER = "acls_by_user"  # user selector (8B BE) + id -> the rule
 TOKENS = "tokens"  # sha256 hex of the token -> {"uid", "expires", "created"}
 TOKENS_BY_USER = "tokens_by_user"  # uid + sha256 hex -> b""
+OBJECTS = "objects"  # kind + id -> pool object (raftcore.objects)
+INDEX = "index"  # kind + index + value + id -> b"" (raftcore.objects)
 QUOTAS = "quotas"  # b"u"/b"g" + id, or b"default_u"/b"default_g" -> quota record
 ZONE = "zone"  # ZONE_KEY -> zone record
 SERVERS = "servers"  # id -> {"id", "name", "raft", "grpc"}
@@ -40,6 +42,8 @@ DBS: tuple[str, ...] = (
     QUOTAS,
     ZONE,
     SERVERS,
+    OBJECTS,
+    INDEX,
 )
 
 APPLIED_KEY = b"applied"

@@ -118,6 +118,21 @@ class TxnView:
                     return
                 yield key, codec.unpackb(raw)
 
+    def iter_raw(self, db: str, prefix: bytes = b"", start: bytes = b"") -> Iterator[bytes]:
+        """The stored (msgpack) values under `prefix`, from key `start` on, undecoded."""
+        with self._txn.cursor(db=self._dbs[db]) as cursor:
+            if not cursor.set_range(max(prefix, start)):
+                return
+            for key, raw in cursor:
+                if not key.startswith(prefix):
+                    return
+                yield bytes(raw)
+
+    def get_raw(self, db: str, key: bytes) -> bytes | None:
+        """The stored (msgpack) bytes, undecoded: for replies that pass records through."""
+        raw = self._txn.get(key, db=self._dbs[db])
+        return None if raw is None else bytes(raw)
+
 
 class Copier:
     """A consistent snapshot source: a read txn opened at begin_copy() time.

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 
-from raftcore import schema
+from raftcore import objects, schema
 from raftcore.auth import hash_password
 from raftcore.commands import make_command
 from raftcore.errors import ReplicaError
@@ -27,6 +27,11 @@ RID_ZONE = "bootstrap-zone"
 RID_USER = "bootstrap-user"
 ADMIN_NAME = "oneadmin"
 SYSTEM_UID = -1
+# (kind, id, op, args) of the objects every zone starts with, created in this order (ids
+# come from each kind's sequence, so the first of a kind gets id 0).
+DEFAULT_OBJECTS: list[tuple[str, int, str, dict]] = [
+    ("cluster", 0, "cluster.allocate", {"name": "default"}),
+]
 
 
 def ensure_auth_file(path: str) -> str:
@@ -93,6 +98,7 @@ class Bootstrapper:
         with self._replica.read(CONSISTENCY_LINEARIZABLE, timeout=5.0) as view:
             zone = view.get(schema.ZONE, schema.ZONE_KEY)
             admin = view.get(schema.USERS, schema.id_key(0))
+            defaults = [o for o in DEFAULT_OBJECTS if objects.find(view, o[0], o[1]) is None]
         if zone is None:
             servers = sorted(self._config.servers, key=lambda s: s.id)
             if [s.id for s in servers] != list(range(len(servers))):
@@ -110,9 +116,12 @@ class Bootstrapper:
             password = ensure_auth_file(self._config.auth_file)
             self._propose("user.bootstrap", {"password_hash": hash_password(password)}, RID_USER)
             log.info("bootstrapped user %s (uid 0)", ADMIN_NAME)
+        for kind, oid, op, args in defaults:
+            # As oneadmin: the objects OpenNebula has from its first start.
+            self._propose(op, args, f"bootstrap-{kind}-{oid}", uid=0)
 
-    def _propose(self, op: str, args: dict, rid: str) -> None:
-        command = make_command(op, args, rid=rid, uid=SYSTEM_UID, ts_ms=int(time.time() * 1000))
+    def _propose(self, op: str, args: dict, rid: str, uid: int = SYSTEM_UID) -> None:
+        command = make_command(op, args, rid=rid, uid=uid, ts_ms=int(time.time() * 1000))
         _index, result = self._replica.propose(command, timeout=5.0)
         if not result.get("ok") and result.get("code") != "ACTION":  # ACTION: done before
             raise ValueError(f"{op} failed: {result.get('code')}: {result.get('message')}")

@@ -27,6 +27,7 @@ from zones.api.gen import (
     common_pb2,
     group_pb2,
     kv_pb2,
+    pool_pb2,
     quota_pb2,
     user_pb2,
     zone_pb2,
@@ -53,6 +54,7 @@ OBJECT_DBS = (
     "zone",
 )
 _seq = itertools.count()
+WORLD_DEV: list[int] = []  # the id of group dev, once the world exists
 
 
 @dataclass
@@ -89,6 +91,7 @@ def world(tmp_path_factory):
     try:
         w = World(zone, 0, 0, 0)
         w.dev = w.ok("group.allocate", {"name": "dev"})["id"]
+        WORLD_DEV[:] = [w.dev]
         w.alice = w.fresh_user()
         w.ok("group.addadmin", {"id": w.dev, "uid": w.alice})
         w.carol = w.fresh_user(gid=1)
@@ -126,9 +129,21 @@ def _in_users_too(w: World, t: int) -> int:
     return t
 
 
+def _owned_cluster(w: World, t: int) -> int:
+    """A cluster (created by oneadmin: permissions 600) given to T."""
+    cid = w.ok("cluster.allocate", {"name": f"c{next(_seq)}"})["id"]
+    w.ok("obj.chown", {"kind": "cluster", "id": cid, "uid": t})
+    return cid
+
+
+def _on_owned_cluster(call):
+    return lambda w, t: (lambda cid: lambda c: call(c, cid))(_owned_cluster(w, t))
+
+
 ALL_OK = dict.fromkeys(ROLES, OK)
 ADMIN_ONLY = {"plain": DENIED, "other": DENIED, "gadmin": DENIED, "oneadmin": OK}
 OWNER_GADMIN = {"plain": OK, "other": DENIED, "gadmin": OK, "oneadmin": OK}
+OWNER = {"plain": OK, "other": DENIED, "gadmin": DENIED, "oneadmin": OK}
 GADMIN = {"plain": DENIED, "other": DENIED, "gadmin": OK, "oneadmin": OK}
 MEMBER_GADMIN = OWNER_GADMIN
 
@@ -285,6 +300,61 @@ ROWS: dict[str, tuple[Make, dict]] = {
     "/one.v1.QuotaService/Get": (
         lambda w, t: lambda c: c.quota.Get(quota_pb2.QuotaGetRequest(kind=quota_pb2.USER, id=t)),
         OWNER_GADMIN,
+    ),
+    "/one.v1.PoolService/Allocate": (
+        lambda w, t: (
+            lambda c: c.pool.Allocate(
+                pool_pb2.AllocateRequest(kind="cluster", name=f"c{next(_seq)}")
+            )
+        ),
+        ADMIN_ONLY,
+    ),
+    # Owner T has USE+MANAGE (600), not ADMIN; group admins have no right on clusters.
+    "/one.v1.PoolService/Delete": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Delete(pool_pb2.PoolDeleteRequest(kind="cluster", id=cid))
+        ),
+        ADMIN_ONLY,
+    ),
+    "/one.v1.PoolService/Info": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Info(pool_pb2.PoolInfoRequest(kind="cluster", id=cid))
+        ),
+        OWNER,
+    ),
+    "/one.v1.PoolService/List": (
+        lambda w, t: lambda c: c.pool.List(pool_pb2.PoolListRequest(kind="cluster", filter=-2)),
+        ALL_OK,
+    ),
+    "/one.v1.PoolService/Chown": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Chown(
+                pool_pb2.ChownRequest(kind="cluster", id=cid, uid=-1, gid=WORLD_DEV[0])
+            )
+        ),
+        OWNER,
+    ),
+    "/one.v1.PoolService/Chmod": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Chmod(pool_pb2.ChmodRequest(kind="cluster", id=cid, perms=0o640))
+        ),
+        OWNER,
+    ),
+    "/one.v1.PoolService/Rename": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Rename(
+                pool_pb2.RenameRequest(kind="cluster", id=cid, name=f"r{next(_seq)}")
+            )
+        ),
+        OWNER,
+    ),
+    "/one.v1.PoolService/Update": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Update(
+                pool_pb2.PoolUpdateRequest(kind="cluster", id=cid, template="X = 1")
+            )
+        ),
+        OWNER,
     ),
     "/one.v1.QuotaService/GetDefault": (
         lambda w, t: lambda c: c.quota.GetDefault(quota_pb2.QuotaGetRequest(kind=quota_pb2.USER)),

@@ -19,6 +19,7 @@ from zones.api.gen import (
     auth_pb2_grpc,
     group_pb2_grpc,
     kv_pb2_grpc,
+    pool_pb2_grpc,
     quota_pb2_grpc,
     user_pb2_grpc,
     zone_pb2_grpc,
@@ -77,6 +78,7 @@ class Client:
         self.group = group_pb2_grpc.GroupServiceStub(self.channel)
         self.acl = acl_pb2_grpc.AclServiceStub(self.channel)
         self.quota = quota_pb2_grpc.QuotaServiceStub(self.channel)
+        self.pool = pool_pb2_grpc.PoolServiceStub(self.channel)
         self.token: str | None = None
         self.user_id: int | None = None
         if token:

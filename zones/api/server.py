@@ -11,7 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from zones.api import acl_service, group_service, quota_service, user_service
+from zones.api import acl_service, group_service, pool_service, quota_service, user_service
 from zones.api.auth_service import AuthService
 from zones.api.core import Api
 from zones.api.gen import (
@@ -23,6 +23,8 @@ from zones.api.gen import (
     group_pb2_grpc,
     kv_pb2,
     kv_pb2_grpc,
+    pool_pb2,
+    pool_pb2_grpc,
     quota_pb2,
     quota_pb2_grpc,
     user_pb2,
@@ -49,6 +51,7 @@ SERVICE_NAMES = tuple(
         (group_pb2, "GroupService"),
         (acl_pb2, "AclService"),
         (quota_pb2, "QuotaService"),
+        (pool_pb2, "PoolService"),
     )
 )
 
@@ -121,6 +124,7 @@ class ApiServer:
         group_pb2_grpc.add_GroupServiceServicer_to_server(group_service.servicer(api), server)
         acl_pb2_grpc.add_AclServiceServicer_to_server(acl_service.servicer(api), server)
         quota_pb2_grpc.add_QuotaServiceServicer_to_server(quota_service.servicer(api), server)
+        pool_pb2_grpc.add_PoolServiceServicer_to_server(pool_service.servicer(api), server)
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
