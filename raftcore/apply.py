@@ -7,20 +7,28 @@ return mutations; the store writes them. Apply never raises: PySyncObj would ret
 raising apply forever.
 """
 
+import importlib
+import pkgutil
+
+import raftcore.ops
 from raftcore.commands import ErrorCode, error
-from raftcore.ops import acls, clusters, groups, kv, pool, quotas, users, zone
 from raftcore.ops.common import Handler, Mutation, Reject, View
 
-HANDLERS: dict[str, Handler] = {
-    **kv.HANDLERS,
-    **zone.HANDLERS,
-    **users.HANDLERS,
-    **groups.HANDLERS,
-    **acls.HANDLERS,
-    **quotas.HANDLERS,
-    **pool.HANDLERS,
-    **clusters.HANDLERS,
-}
+
+def _collect() -> dict[str, Handler]:
+    """Every raftcore.ops module's HANDLERS (a module per kind of object); an op defined
+    twice is a bug caught at import."""
+    handlers: dict[str, Handler] = {}
+    for info in sorted(pkgutil.iter_modules(raftcore.ops.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"raftcore.ops.{info.name}")
+        for op, handler in getattr(module, "HANDLERS", {}).items():
+            if op in handlers:
+                raise RuntimeError(f"op {op!r} defined twice (raftcore.ops.{info.name})")
+            handlers[op] = handler
+    return handlers
+
+
+HANDLERS: dict[str, Handler] = _collect()
 
 
 def apply(view: View, command: dict, index: int) -> tuple[list[Mutation], dict]:

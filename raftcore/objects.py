@@ -52,6 +52,10 @@ class Kind:
     unique: str | None = "owner"
     # Extra indexes: index name -> a function of the record giving the indexed values.
     indexes: dict[str, Callable[[dict], list[int | str]]] = field(default_factory=dict)
+    # The kind's own ops a client may call through PoolService.Action ("<kind>.<action>");
+    # ops proposed only by the front-ends themselves (monitoring, the life-cycle
+    # reconciler) are left out, so no client can fake them.
+    actions: frozenset[str] = frozenset()
 
 
 KINDS: dict[str, Kind] = {

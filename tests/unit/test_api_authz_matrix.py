@@ -301,6 +301,16 @@ ROWS: dict[str, tuple[Make, dict]] = {
         lambda w, t: lambda c: c.quota.Get(quota_pb2.QuotaGetRequest(kind=quota_pb2.USER, id=t)),
         OWNER_GADMIN,
     ),
+    # Clusters have no client actions (yet): every authenticated caller gets the
+    # validation error, after authentication.
+    "/one.v1.PoolService/Action": (
+        _on_owned_cluster(
+            lambda c, cid: c.pool.Action(
+                pool_pb2.ActionRequest(kind="cluster", id=cid, action="explode")
+            )
+        ),
+        dict.fromkeys(ROLES, grpc.StatusCode.INVALID_ARGUMENT),
+    ),
     "/one.v1.PoolService/Allocate": (
         lambda w, t: (
             lambda c: c.pool.Allocate(

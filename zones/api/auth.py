@@ -67,7 +67,7 @@ REQUIREMENTS: dict[str, Need] = {
             ("GroupService", "Allocate Delete AddAdmin DelAdmin Update Info List"),
             ("AclService", "Add Delete List"),
             ("QuotaService", "Set SetDefault Get GetDefault"),
-            ("PoolService", "Allocate Delete Info List Chown Chmod Rename Update"),
+            ("PoolService", "Action Allocate Delete Info List Chown Chmod Rename Update"),
         )
         for method in methods.split()
     },

@@ -176,21 +176,51 @@ def _allocate_args(r: pool_pb2.AllocateRequest) -> dict:
     return args
 
 
+MAX_ARGS_BYTES = 2 << 20
+
+
+def _action_args(r: pool_pb2.ActionRequest) -> dict:
+    if not r.args:
+        return {"id": r.id}
+    if len(r.args) > MAX_ARGS_BYTES:
+        raise invalid(f"args of {len(r.args)} bytes exceed {MAX_ARGS_BYTES}")
+    try:
+        args = codec.unpackb(r.args)
+    except ValueError as e:
+        raise invalid(f"args must be a msgpack map: {e}") from None
+    if not isinstance(args, dict):
+        raise invalid(f"args must be a msgpack map, got {type(args).__name__}")
+    if "id" in args:
+        raise invalid("args may not carry 'id': the request's id names the object")
+    return {**args, "id": r.id}
+
+
+def _check_action(r: pool_pb2.ActionRequest) -> None:
+    _check_kind(r)
+    actions = objects.KINDS[r.kind].actions
+    if r.action not in actions:
+        known = ", ".join(sorted(actions)) or "none"
+        raise invalid(f"{r.kind} has no action {r.action!r} (its actions: {known})")
+    _action_args(r)
+
+
 def _kind_id(r) -> dict:
     return {"kind": r.kind, "id": r.id}
 
 
-def _kind_write(name: str, action: str, args, reply=ack, response=common_pb2.Ack):
+def _kind_write(name: str, action, args, reply=ack, response=common_pb2.Ack, validate=_check_kind):
+    """A write whose op is "<kind>.<action>"; `action` is a name or a function of the
+    request."""
     rpc = Rpc(
         f"/one.v1.{_S}/{name}",
         response,
         leader_only=True,
         rid=rid_accessors(),
-        validate=_check_kind,
+        validate=validate,
     )
 
     def run(api: Api, request, context, caller: Caller):
-        op = f"{request.kind}.{action}"
+        op = f"{request.kind}.{action(request) if callable(action) else action}"
         value = api.propose(op, args(request), request.request_id, caller, context)
         return reply(value)
 
@@ -198,6 +228,14 @@ def _kind_write(name: str, action: str, args, reply=ack, response=common_pb2.Ack
 
 
 METHODS = [
+    _kind_write(
+        "Action",
+        lambda r: r.action,
+        _action_args,
+        lambda value: pool_pb2.ActionResponse(value=codec.packb(value)),
+        pool_pb2.ActionResponse,
+        _check_action,
+    ),
     _kind_write("Allocate", "allocate", _allocate_args, new_id, common_pb2.IdResponse),
     _kind_write("Delete", "delete", lambda r: {"id": r.id}),
     read(_S, "Info", pool_pb2.PoolObject, _info, validate=_check_kind),
