@@ -60,6 +60,18 @@ OPS = frozenset(
         "obj.update",
         "cluster.allocate",
         "cluster.delete",
+        "vdc.allocate",
+        "vdc.delete",
+        "vdc.addgroup",
+        "vdc.delgroup",
+        "vdc.addcluster",
+        "vdc.delcluster",
+        "vdc.addhost",
+        "vdc.delhost",
+        "vdc.adddatastore",
+        "vdc.deldatastore",
+        "vdc.addvnet",
+        "vdc.delvnet",
     }
 )
 

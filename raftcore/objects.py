@@ -71,7 +71,26 @@ KINDS: dict[str, Kind] = {
         Kind("template", "TEMPLATE", "template"),
         Kind("vm", "VM", "VM", unique=None, indexes={"state": lambda r: [r["state"]]}),
         Kind("vmgroup", "VMGROUP", "VM group"),
-        Kind("vdc", "VDC", "VDC", unique="global"),
+        Kind(
+            "vdc",
+            "VDC",
+            "VDC",
+            unique="global",
+            actions=frozenset(
+                {
+                    "addcluster",
+                    "adddatastore",
+                    "addgroup",
+                    "addhost",
+                    "addvnet",
+                    "delcluster",
+                    "deldatastore",
+                    "delgroup",
+                    "delhost",
+                    "delvnet",
+                }
+            ),
+        ),
     )
 }
 

@@ -176,3 +176,14 @@ def slapd(tmp_path_factory):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def cli_env(zone, monkeypatch, tmp_path):
+    """The in-process zone with ONE_AUTH / ONE_ENDPOINT set for the CLIs (as oneadmin)."""
+    auth = tmp_path / "one_auth_cli"
+    auth.write_text(f"oneadmin:{zone.password}\n")
+    monkeypatch.setenv("ONE_AUTH", str(auth))
+    monkeypatch.setenv("ONE_ENDPOINT", zone.endpoint)
+    monkeypatch.delenv("ONE_TOKEN", raising=False)
+    return zone

@@ -27,10 +27,20 @@ RID_ZONE = "bootstrap-zone"
 RID_USER = "bootstrap-user"
 ADMIN_NAME = "oneadmin"
 SYSTEM_UID = -1
+# What follows the creation of a default object: the default VDC gives group users (1)
+# every cluster of this zone, hence OpenNebula's rules `@1 HOST/* MANAGE #0` and
+# `@1 NET+DATASTORE/* USE #0`.
+DEFAULT_SETUP: dict[tuple[str, int], list[tuple[str, dict]]] = {
+    ("vdc", 0): [
+        ("vdc.addgroup", {"id": 0, "group": 1}),
+        ("vdc.addcluster", {"id": 0, "cluster": -10}),
+    ],
+}
 # (kind, id, op, args) of the objects every zone starts with, created in this order (ids
 # come from each kind's sequence, so the first of a kind gets id 0).
 DEFAULT_OBJECTS: list[tuple[str, int, str, dict]] = [
     ("cluster", 0, "cluster.allocate", {"name": "default"}),
+    ("vdc", 0, "vdc.allocate", {"name": "default"}),
 ]
 
 
@@ -119,6 +129,8 @@ class Bootstrapper:
         for kind, oid, op, args in defaults:
             # As oneadmin: the objects OpenNebula has from its first start.
             self._propose(op, args, f"bootstrap-{kind}-{oid}", uid=0)
+            for n, (then_op, then_args) in enumerate(DEFAULT_SETUP.get((kind, oid), ())):
+                self._propose(then_op, then_args, f"bootstrap-{kind}-{oid}-{n}", uid=0)
 
     def _propose(self, op: str, args: dict, rid: str, uid: int = SYSTEM_UID) -> None:
         command = make_command(op, args, rid=rid, uid=uid, ts_ms=int(time.time() * 1000))

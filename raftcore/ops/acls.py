@@ -6,6 +6,7 @@ from raftcore import acl, schema
 from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode, ok
 from raftcore.ops.common import (
+    Mutation,
     Reject,
     Result,
     View,
@@ -46,6 +47,35 @@ def _check_references(view: View, rule: acl.Rule) -> None:
             )
 
 
+# --- rules as other ops store them (bootstrap, VDCs) ------------------------------------
+
+
+def find_same(view: View, rule: acl.Rule) -> int | None:
+    """The id of a stored rule equal to `rule` (ids aside), if any."""
+    same = (rule.user, rule.resource, rule.rights, rule.zone)
+    for _, existing in view.iter(schema.ACLS_BY_USER, acl.user_key(rule)):
+        if tuple(existing[f] for f in ("user", "resource", "rights", "zone")) == same:
+            return existing["id"]
+    return None
+
+
+def store_rule(rule: acl.Rule, rule_id: int) -> list[Mutation]:
+    """The mutations storing `rule` as `rule_id`: by id and under its user selector."""
+    record = {**rule.to_record(), "id": rule_id}
+    return [
+        ("put", schema.ACLS, schema.id_key(rule_id), record),
+        ("put", schema.ACLS_BY_USER, acl.user_key(rule) + schema.id_key(rule_id), record),
+    ]
+
+
+def drop_rule(record: dict) -> list[Mutation]:
+    rule = acl.Rule.from_record(record)
+    return [
+        ("del", schema.ACLS, schema.id_key(record["id"])),
+        ("del", schema.ACLS_BY_USER, acl.user_key(rule) + schema.id_key(record["id"])),
+    ]
+
+
 def op_acl_add(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("user", "resource", "rights", "zone"))
     fields = {name: arg_int(args, name) for name in ("user", "resource", "rights", "zone")}
@@ -56,29 +86,18 @@ def op_acl_add(view: View, args: dict, cmd: dict, index: int) -> Result:
         raise bad(f"invalid ACL rule: {e}") from None
     require(view, cmd, _MANAGE_ACLS)
     _check_references(view, rule)
-    by_user = acl.user_key(rule)
-    same = (rule.user, rule.resource, rule.rights, rule.zone)
-    for _, existing in view.iter(schema.ACLS_BY_USER, by_user):
-        if tuple(existing[f] for f in ("user", "resource", "rights", "zone")) == same:
-            raise Reject(ErrorCode.ACTION, f"the same rule exists already: ACL {existing['id']}")
+    existing = find_same(view, rule)
+    if existing is not None:
+        raise Reject(ErrorCode.ACTION, f"the same rule exists already: ACL {existing}")
     rule_id, seq = next_id(view, "acl")
-    record = {**rule.to_record(), "id": rule_id}
-    return [
-        ("put", schema.ACLS, schema.id_key(rule_id), record),
-        ("put", schema.ACLS_BY_USER, by_user + schema.id_key(rule_id), record),
-        seq,
-    ], ok({"id": rule_id})
+    return [*store_rule(rule, rule_id), seq], ok({"id": rule_id})
 
 
 def op_acl_delete(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("id",))
     record = get_record(view, schema.ACLS, arg_int(args, "id"), "ACL rule")
     require(view, cmd, _MANAGE_ACLS)
-    rule = acl.Rule.from_record(record)
-    return [
-        ("del", schema.ACLS, schema.id_key(record["id"])),
-        ("del", schema.ACLS_BY_USER, acl.user_key(rule) + schema.id_key(record["id"])),
-    ], ok()
+    return drop_rule(record), ok()
 
 
 HANDLERS = {"acl.add": op_acl_add, "acl.delete": op_acl_delete}

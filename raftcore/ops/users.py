@@ -11,6 +11,7 @@ A user record: {"id", "name", "password", "gid", "groups", "enabled", "auth_driv
 from raftcore import acl, schema
 from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode, ok
+from raftcore.ops.acls import store_rule
 from raftcore.ops.common import (
     Mutation,
     Reject,
@@ -114,12 +115,7 @@ def op_user_bootstrap(view: View, args: dict, cmd: dict, index: int) -> Result:
         mutations.append(("put", schema.GROUPS, schema.id_key(gid), group))
         mutations.append(("put", schema.GROUPS_BY_NAME, schema.str_key(name), gid))
     for rule_id, text in enumerate(BOOTSTRAP_ACLS):
-        rule = acl.parse(text)
-        record = {**rule.to_record(), "id": rule_id}
-        mutations.append(("put", schema.ACLS, schema.id_key(rule_id), record))
-        mutations.append(
-            ("put", schema.ACLS_BY_USER, acl.user_key(rule) + schema.id_key(rule_id), record)
-        )
+        mutations += store_rule(acl.parse(text), rule_id)
     # Users continue from 1; groups created later start at 100 (OpenNebula).
     mutations.append(("put", schema.META, schema.seq_key("user"), ADMIN_UID + 1))
     mutations.append(("put", schema.META, schema.seq_key("group"), FIRST_USER_GROUP_ID))
