@@ -22,6 +22,7 @@ import pytest
 from tests.conftest import start_zone
 from zones.api.auth import REQUIREMENTS
 from zones.api.gen import (
+    accounting_pb2,
     acl_pb2,
     auth_pb2,
     common_pb2,
@@ -365,6 +366,19 @@ ROWS: dict[str, tuple[Make, dict]] = {
             )
         ),
         OWNER,
+    ),
+    # Reports cover only what the caller may see: everyone may ask.
+    "/one.v1.AccountingService/Accounting": (
+        lambda w, t: lambda c: c.accounting.Accounting(accounting_pb2.AccountingRequest(filter=-2)),
+        ALL_OK,
+    ),
+    "/one.v1.AccountingService/Showback": (
+        lambda w, t: (
+            lambda c: c.accounting.Showback(
+                accounting_pb2.ShowbackRequest(filter=-2, first_month="2026-11")
+            )
+        ),
+        ALL_OK,
     ),
     "/one.v1.QuotaService/GetDefault": (
         lambda w, t: lambda c: c.quota.GetDefault(quota_pb2.QuotaGetRequest(kind=quota_pb2.USER)),

@@ -68,6 +68,7 @@ REQUIREMENTS: dict[str, Need] = {
             ("AclService", "Add Delete List"),
             ("QuotaService", "Set SetDefault Get GetDefault"),
             ("PoolService", "Action Allocate Delete Info List Chown Chmod Rename Update"),
+            ("AccountingService", "Accounting Showback"),
         )
         for method in methods.split()
     },

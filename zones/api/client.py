@@ -14,6 +14,7 @@ import grpc
 
 from zones.api.auth import AUTH_KEY, PEER_KEY, sign_peer
 from zones.api.gen import (
+    accounting_pb2_grpc,
     acl_pb2_grpc,
     auth_pb2,
     auth_pb2_grpc,
@@ -79,6 +80,7 @@ class Client:
         self.acl = acl_pb2_grpc.AclServiceStub(self.channel)
         self.quota = quota_pb2_grpc.QuotaServiceStub(self.channel)
         self.pool = pool_pb2_grpc.PoolServiceStub(self.channel)
+        self.accounting = accounting_pb2_grpc.AccountingServiceStub(self.channel)
         self.token: str | None = None
         self.user_id: int | None = None
         if token:

@@ -113,6 +113,21 @@ def _candidates(view, caller: Caller, kind: str, flt: int) -> set[int] | None:
     return ids
 
 
+def visible_records(view, caller: Caller, kind: str, flt: int):
+    """The decoded objects of `kind` the caller may see under pool filter `flt`, by id."""
+    ids = _candidates(view, caller, kind, flt)
+    if ids is None:
+        records = objects.all_of(view, kind)
+    else:
+        records = (objects.find(view, kind, i) for i in sorted(ids))
+    admin = authz.is_admin(view, caller.uid)
+    for record in records:
+        if record is not None and (
+            admin or authz.allowed(view, caller.uid, objects.auth(kind, record, "USE"))
+        ):
+            yield record
+
+
 def _list(api: Api, request, context, caller: Caller) -> pool_pb2.PoolList:
     kind = request.kind
     start = request.start_id

@@ -11,10 +11,19 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from zones.api import acl_service, group_service, pool_service, quota_service, user_service
+from zones.api import (
+    accounting_service,
+    acl_service,
+    group_service,
+    pool_service,
+    quota_service,
+    user_service,
+)
 from zones.api.auth_service import AuthService
 from zones.api.core import Api
 from zones.api.gen import (
+    accounting_pb2,
+    accounting_pb2_grpc,
     acl_pb2,
     acl_pb2_grpc,
     auth_pb2,
@@ -52,6 +61,7 @@ SERVICE_NAMES = tuple(
         (acl_pb2, "AclService"),
         (quota_pb2, "QuotaService"),
         (pool_pb2, "PoolService"),
+        (accounting_pb2, "AccountingService"),
     )
 )
 
@@ -125,6 +135,9 @@ class ApiServer:
         acl_pb2_grpc.add_AclServiceServicer_to_server(acl_service.servicer(api), server)
         quota_pb2_grpc.add_QuotaServiceServicer_to_server(quota_service.servicer(api), server)
         pool_pb2_grpc.add_PoolServiceServicer_to_server(pool_service.servicer(api), server)
+        accounting_pb2_grpc.add_AccountingServiceServicer_to_server(
+            accounting_service.servicer(api), server
+        )
         health_servicer = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
