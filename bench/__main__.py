@@ -15,6 +15,7 @@ BENCHMARKS = {
     "etcd": "bench.etcd",  # the etcd figures alone
     "faults": "bench.faults",  # history under kill/pause/partition/...: lost, dup, linearizable
     "campaign": "bench.campaign",  # many fault runs in a rotation of kinds, and their totals
+    "pool": "bench.pool",  # VM info, full VM pool listing, mixed load, memory at scale
     "authz": "bench.authz",  # authorize() latency: 10k users, 10k ACL rules in LMDB
 }
 
