@@ -187,3 +187,10 @@ def cli_env(zone, monkeypatch, tmp_path):
     monkeypatch.setenv("ONE_ENDPOINT", zone.endpoint)
     monkeypatch.delenv("ONE_TOKEN", raising=False)
     return zone
+
+
+def run_cli(module, capsys, *argv) -> tuple[int, str, str]:
+    """Run a CLI's main(argv) in-process: (exit code, stdout, stderr)."""
+    rc = module.main(list(argv))
+    captured = capsys.readouterr()
+    return rc, captured.out, captured.err

@@ -18,8 +18,6 @@ them the kit raises SlapdMissing with the command to run (tests never skip for i
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import shutil
 import signal
@@ -29,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from zones.config import free_port
+from zones.pki import write_pki
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN = f"cn=admin,{SUFFIX}"
@@ -116,44 +115,9 @@ class Slapd:
         return out.stdout.strip()
 
     def _write_tls(self) -> tuple[Path, Path]:
-        from cryptography import x509
-        from cryptography.hazmat.primitives import hashes, serialization
-        from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.x509.oid import NameOID
-
-        now = datetime.datetime.now(datetime.UTC)
-
-        def build(subject: str, key, issuer: x509.Name | None, issuer_key, ca: bool):
-            name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
-            b = (
-                x509.CertificateBuilder()
-                .subject_name(name)
-                .issuer_name(issuer or name)
-                .public_key(key.public_key())
-                .serial_number(x509.random_serial_number())
-                .not_valid_before(now - datetime.timedelta(minutes=5))
-                .not_valid_after(now + datetime.timedelta(days=1))
-                .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            )
-            if not ca:
-                san = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                b = b.add_extension(x509.SubjectAlternativeName(san), critical=False)
-            return b.sign(issuer_key, hashes.SHA256())
-
-        ca_key = ec.generate_private_key(ec.SECP256R1())
-        ca = build("slapd-test-ca", ca_key, None, ca_key, True)
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = build("127.0.0.1", key, ca.subject, ca_key, False)
-        pem = serialization.Encoding.PEM
-        (self.workdir / "ca.crt").write_bytes(ca.public_bytes(pem))
-        cert_path, key_path = self.workdir / "slapd.crt", self.workdir / "slapd.key"
-        cert_path.write_bytes(cert.public_bytes(pem))
-        key_path.write_bytes(
-            key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-        os.chmod(key_path, 0o600)
-        self.ca_file = str(self.workdir / "ca.crt")
-        return cert_path, key_path
+        paths = write_pki(self.workdir, ["slapd"], days=1)
+        self.ca_file = paths["ca"]
+        return Path(paths["slapd.crt"]), Path(paths["slapd.key"])
 
     def _write_config(self) -> Path:
         db = self.workdir / "db"

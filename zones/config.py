@@ -231,8 +231,8 @@ def check_address(value: Any, allow_zero_port: bool = False) -> str:
     return value
 
 
-def read_secret(path: str, where: str = "secret_file") -> str:
-    """Read the cluster secret, refusing a file that group or others can read."""
+def _read_private(path: str, where: str, what: str) -> str:
+    """The text of a file only its owner may read (a secret or a password)."""
     p = Path(path)
     try:
         st = p.stat()
@@ -244,13 +244,18 @@ def read_secret(path: str, where: str = "secret_file") -> str:
         raise ConfigError(f"{where}: {path} is not a regular file")
     if st.st_mode & 0o077:
         raise ConfigError(
-            f"{where}: {path} has mode {stat.S_IMODE(st.st_mode):04o}; the cluster secret "
+            f"{where}: {path} has mode {stat.S_IMODE(st.st_mode):04o}; {what} "
             f"must not be readable by group or others (chmod 600 {path})"
         )
     try:
-        secret = p.read_text().strip()
+        return p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{where}: cannot read {path}: {e}") from None
+
+
+def read_secret(path: str, where: str = "secret_file") -> str:
+    """Read the cluster secret, refusing a file that group or others can read."""
+    secret = _read_private(path, where, "the cluster secret").strip()
     if len(secret) < MIN_SECRET_CHARS:
         raise ConfigError(
             f"{where}: the secret in {path} is too short "
@@ -262,24 +267,7 @@ def read_secret(path: str, where: str = "secret_file") -> str:
 def read_password_file(path: str, where: str) -> str:
     """A password kept in a file of its own (first line, without the line end), refusing
     a file that group or others can read, or an empty one."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise ConfigError(f"{where}: {path} does not exist") from None
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot stat {path}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{where}: {path} is not a regular file")
-    if st.st_mode & 0o077:
-        raise ConfigError(
-            f"{where}: {path} has mode {stat.S_IMODE(st.st_mode):04o}; a password file "
-            f"must not be readable by group or others (chmod 600 {path})"
-        )
-    try:
-        lines = p.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{where}: cannot read {path}: {e}") from None
+    lines = _read_private(path, where, "a password file").splitlines()
     if not lines or not lines[0]:
         raise ConfigError(f"{where}: {path} is empty (the password is its first line)")
     return lines[0]

@@ -11,7 +11,6 @@ from raftcore.ops.common import (
     Reject,
     Result,
     View,
-    arg_bool,
     arg_int,
     check_args,
     next_id,
@@ -20,13 +19,12 @@ from raftcore.ops.common import (
 from raftcore.ops.tenancy import (
     FIRST_USER_GROUP_ID,
     arg_name,
-    arg_template,
     get_group,
     group_object,
     has_members,
-    merge_template,
     ref_user,
     unique_name,
+    updated_template,
 )
 
 
@@ -93,12 +91,10 @@ def op_group_deladmin(view: View, args: dict, cmd: dict, index: int) -> Result:
 
 
 def op_group_update(view: View, args: dict, cmd: dict, index: int) -> Result:
-    check_args(args, ("id", "template"), ("append",))
     group = get_group(view, arg_int(args, "id"))
-    text = arg_template(args)
-    append = arg_bool(args, "append") if "append" in args else False
+    text = updated_template(args, group)
     require(view, cmd, group_object(group, "MANAGE"))
-    return [_put({**group, "template": merge_template(group["template"], text, append)})], ok()
+    return [_put({**group, "template": text})], ok()
 
 
 HANDLERS = {

@@ -7,13 +7,12 @@ from raftcore.commands import ok
 from raftcore.ops.common import (
     Result,
     View,
-    arg_bool,
     arg_int,
     bad,
     check_args,
     require,
 )
-from raftcore.ops.tenancy import arg_template, group_object, merge_template, user_object
+from raftcore.ops.tenancy import group_object, updated_template, user_object
 
 KEEP = -1  # chown: leave the owner / the group as it is
 
@@ -86,11 +85,9 @@ def op_rename(view: View, args: dict, cmd: dict, index: int) -> Result:
 def op_update(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("kind", "id", "template"), ("append",))
     kind, record = _target(view, args)
-    text = arg_template(args)
-    append = arg_bool(args, "append") if "append" in args else False
+    text = updated_template({k: v for k, v in args.items() if k != "kind"}, record)
     require(view, cmd, objects.auth(kind, record, "MANAGE"))
-    merged = merge_template(record["template"], text, append)
-    return objects.put(view, kind, {**record, "template": merged}, record), ok()
+    return objects.put(view, kind, {**record, "template": text}, record), ok()
 
 
 HANDLERS = {

@@ -4,7 +4,17 @@ authorization, name and template checks, and group membership mutations."""
 from raftcore import schema, template
 from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode
-from raftcore.ops.common import MAX_NAME_CHARS, Mutation, Reject, View, arg_int, bad, get_record
+from raftcore.ops.common import (
+    MAX_NAME_CHARS,
+    Mutation,
+    Reject,
+    View,
+    arg_bool,
+    arg_int,
+    bad,
+    check_args,
+    get_record,
+)
 
 ADMIN_UID = 0
 ADMIN_GID = 0
@@ -74,6 +84,15 @@ def merge_template(old: str, new: str, append: bool) -> str:
     except template.TemplateError as e:
         raise bad(f"the merged template: {e}") from None
     return text
+
+
+def updated_template(args: dict, record: dict) -> str:
+    """The template an update op's args make of `record`'s ({"id", "template", "append"?}:
+    OpenNebula's replace or merge)."""
+    check_args(args, ("id", "template"), ("append",))
+    text = arg_template(args)
+    append = arg_bool(args, "append") if "append" in args else False
+    return merge_template(record["template"], text, append)
 
 
 def get_user(view: View, uid: int) -> dict:

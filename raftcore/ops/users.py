@@ -33,15 +33,14 @@ from raftcore.ops.tenancy import (
     USERS_GID,
     USERS_GROUP_NAME,
     arg_name,
-    arg_template,
     get_group,
     get_user,
     group_object,
     join,
     leave,
-    merge_template,
     ref_group,
     unique_name,
+    updated_template,
     user_object,
 )
 
@@ -300,12 +299,10 @@ def op_user_enable(view: View, args: dict, cmd: dict, index: int) -> Result:
 
 
 def op_user_update(view: View, args: dict, cmd: dict, index: int) -> Result:
-    check_args(args, ("id", "template"), ("append",))
     user = get_user(view, arg_int(args, "id"))
-    text = arg_template(args)
-    append = arg_bool(args, "append") if "append" in args else False
+    text = updated_template(args, user)
     require(view, cmd, user_object(user, "MANAGE"))
-    return [_put({**user, "template": merge_template(user["template"], text, append)})], ok()
+    return [_put({**user, "template": text})], ok()
 
 
 HANDLERS = {

@@ -8,6 +8,7 @@ import json
 import pytest
 
 from raftcore import acl
+from tests.conftest import run_cli
 from zones.api.gen import acl_pb2
 from zones.cli import oneacl, onegroup, oneuser
 
@@ -80,30 +81,14 @@ def test_columns_are_right_aligned_fixed_width():
 # --- end to end ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env(zone, monkeypatch, tmp_path):
-    auth = tmp_path / "one_auth_cli"
-    auth.write_text(f"oneadmin:{zone.password}\n")
-    monkeypatch.setenv("ONE_AUTH", str(auth))
-    monkeypatch.setenv("ONE_ENDPOINT", zone.endpoint)
-    monkeypatch.delenv("ONE_TOKEN", raising=False)
-    return zone
-
-
-def _run(mod, capsys, *argv) -> tuple[int, str, str]:
-    rc = mod.main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
 def _rules(capsys) -> dict[int, dict]:
-    rc, out, _ = _run(oneacl, capsys, "list", "--json")
+    rc, out, _ = run_cli(oneacl, capsys, "list", "--json")
     assert rc == 0
     return {r["id"]: r for r in json.loads(out)}
 
 
-def test_bootstrap_rules_listed(env, capsys):
-    rc, out, _ = _run(oneacl, capsys, "list")
+def test_bootstrap_rules_listed(cli_env, capsys):
+    rc, out, _ = run_cli(oneacl, capsys, "list")
     lines = _lines(out)
     assert rc == 0 and lines[0] == HEADER
     assert lines[1].split() == ["0", "@1", "V--I-T---O-S----P-B", "*", "---c", "*"]
@@ -111,38 +96,40 @@ def test_bootstrap_rules_listed(env, capsys):
     assert lines[3].split() == ["2", "*", "--------------MA---", "*", "u---", "*"]
 
 
-def test_create_list_back_and_delete(env, capsys):
-    _run(onegroup, capsys, "create", "devs")
-    _run(oneuser, capsys, "create", "alice", "pw", "--group", "devs")
-    gid = json.loads(_run(onegroup, capsys, "show", "devs", "-j")[1])["id"]
-    uid = json.loads(_run(oneuser, capsys, "show", "alice", "-j")[1])["id"]
+def test_create_list_back_and_delete(cli_env, capsys):
+    run_cli(onegroup, capsys, "create", "devs")
+    run_cli(oneuser, capsys, "create", "alice", "pw", "--group", "devs")
+    gid = json.loads(run_cli(onegroup, capsys, "show", "devs", "-j")[1])["id"]
+    uid = json.loads(run_cli(oneuser, capsys, "show", "alice", "-j")[1])["id"]
 
     rule = f"#{uid} IMAGE+TEMPLATE/@{gid} USE+MANAGE #0"
-    rc, out, err = _run(oneacl, capsys, "create", rule)
+    rc, out, err = run_cli(oneacl, capsys, "create", rule)
     assert rc == 0, err
     rid = int(out.split()[1])
     listed = _rules(capsys)[rid]
     assert listed["text"] == rule  # the same string comes back
     assert listed["masks"] == {"resource": "---I-T-------------", "rights": "um--"}
-    row = [line for line in _lines(_run(oneacl, capsys, "list")[1]) if line.split()[0] == str(rid)]
+    row = [
+        line for line in _lines(run_cli(oneacl, capsys, "list")[1]) if line.split()[0] == str(rid)
+    ]
     assert row[0].split() == [str(rid), f"#{uid}", "---I-T-------------", f"@{gid}", "um--", "#0"]
 
     # as separate components, without a zone (this zone, #0), lower-case names
-    rc, out, err = _run(oneacl, capsys, "create", "@1", "vm+net/*", "use")
+    rc, out, err = run_cli(oneacl, capsys, "create", "@1", "vm+net/*", "use")
     assert rc == 0, err
     assert _rules(capsys)[int(out.split()[1])]["text"] == "@1 VM+NET/* USE #0"
 
     # names instead of ids, as OpenNebula's oneacl accepts
-    rc, out, err = _run(oneacl, capsys, "create", "#alice USER/@devs ADMIN", "-j")
+    rc, out, err = run_cli(oneacl, capsys, "create", "#alice USER/@devs ADMIN", "-j")
     assert rc == 0, err
     created = json.loads(out)
     assert created["rule"] == f"#{uid} USER/@{gid} ADMIN"
     assert _rules(capsys)[created["id"]]["text"] == f"#{uid} USER/@{gid} ADMIN #0"
 
-    rc, out, _ = _run(oneacl, capsys, "delete", str(rid), "-v")
+    rc, out, _ = run_cli(oneacl, capsys, "delete", str(rid), "-v")
     assert rc == 0 and out == f"ACL {rid}: deleted\n"
     assert rid not in _rules(capsys)
-    rc, _, err = _run(oneacl, capsys, "delete", str(rid))
+    rc, _, err = run_cli(oneacl, capsys, "delete", str(rid))
     assert rc == 1 and err.startswith("oneacl: error: [")
 
 
@@ -156,35 +143,35 @@ def test_create_list_back_and_delete(env, capsys):
         (["@1 HOST/@100 USE"], "@gid cannot apply to HOST"),
     ],
 )
-def test_malformed_rule_is_a_clear_error(env, capsys, argv, message):
+def test_malformed_rule_is_a_clear_error(cli_env, capsys, argv, message):
     before = _rules(capsys)
-    rc, out, err = _run(oneacl, capsys, "create", *argv)
+    rc, out, err = run_cli(oneacl, capsys, "create", *argv)
     assert rc != 0 and out == ""
     assert err.startswith("oneacl: error: [INVALID_ARGUMENT] malformed ACL rule")
     assert message in err
     assert _rules(capsys) == before  # nothing was added
 
 
-def test_client_side_errors(env, capsys):
-    rc, _, err = _run(oneacl, capsys, "create", "#5", "VM/*")
+def test_client_side_errors(cli_env, capsys):
+    rc, _, err = run_cli(oneacl, capsys, "create", "#5", "VM/*")
     assert rc == 1 and "3 or 4 components" in err
-    rc, _, err = _run(oneacl, capsys, "create", "#5 VM/* USE #0 extra")
+    rc, _, err = run_cli(oneacl, capsys, "create", "#5 VM/* USE #0 extra")
     assert rc == 1 and "got 5" in err
-    rc, _, err = _run(oneacl, capsys, "create", "#nobody VM/* USE")
+    rc, _, err = run_cli(oneacl, capsys, "create", "#nobody VM/* USE")
     assert rc == 1 and "user 'nobody' not found" in err
-    rc, _, err = _run(oneacl, capsys, "create", "#1 VM/#myvm USE")
+    rc, _, err = run_cli(oneacl, capsys, "create", "#1 VM/#myvm USE")
     assert rc == 1 and "give the id" in err
-    rc, _, err = _run(oneacl, capsys, "delete", "x1")
+    rc, _, err = run_cli(oneacl, capsys, "delete", "x1")
     assert rc == 1 and "must be a number" in err
     with pytest.raises(SystemExit) as e:
         oneacl.main(["create"])
     assert e.value.code == 2
 
 
-def test_only_oneadmin_manages_rules(env, capsys):
-    _run(oneuser, capsys, "create", "bob", "pw-bob")
+def test_only_oneadmin_manages_rules(cli_env, capsys):
+    run_cli(oneuser, capsys, "create", "bob", "pw-bob")
     creds = ["--user", "bob", "--password", "pw-bob"]
-    rc, _, err = _run(oneacl, capsys, "list", *creds)
+    rc, _, err = run_cli(oneacl, capsys, "list", *creds)
     assert rc == 1 and "[PERMISSION_DENIED]" in err
-    rc, _, err = _run(oneacl, capsys, "create", "* VM/* USE", *creds)
+    rc, _, err = run_cli(oneacl, capsys, "create", "* VM/* USE", *creds)
     assert rc == 1 and "[PERMISSION_DENIED]" in err

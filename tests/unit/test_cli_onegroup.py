@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from tests.conftest import run_cli
 from zones.api.gen import group_pb2
 from zones.cli import onegroup, oneuser
 from zones.cli.common import render
@@ -70,28 +71,12 @@ def test_show_sections():
 # --- end to end ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env(zone, monkeypatch, tmp_path):
-    auth = tmp_path / "one_auth_cli"
-    auth.write_text(f"oneadmin:{zone.password}\n")
-    monkeypatch.setenv("ONE_AUTH", str(auth))
-    monkeypatch.setenv("ONE_ENDPOINT", zone.endpoint)
-    monkeypatch.delenv("ONE_TOKEN", raising=False)
-    return zone
-
-
-def _run(mod, capsys, *argv) -> tuple[int, str, str]:
-    rc = mod.main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def test_group_life_cycle(env, capsys, tmp_path):
-    rc, out, _ = _run(onegroup, capsys, "create", "devs")
+def test_group_life_cycle(cli_env, capsys, tmp_path):
+    rc, out, _ = run_cli(onegroup, capsys, "create", "devs")
     assert rc == 0
     gid = int(out.split()[1])
     assert gid >= 100  # ids below 100 are for system objects
-    rc, out, _ = _run(onegroup, capsys, "list")
+    rc, out, _ = run_cli(onegroup, capsys, "list")
     lines = _lines(out)
     assert lines[0].split() == ["ID", "NAME", "USERS", "VMS", "MEMORY", "CPU"]
     assert [line.split()[:3] for line in lines[1:]] == [
@@ -99,68 +84,68 @@ def test_group_life_cycle(env, capsys, tmp_path):
         ["1", "users", "0"],
         [str(gid), "devs", "0"],
     ]
-    assert [g["name"] for g in json.loads(_run(onegroup, capsys, "list", "-j")[1])] == [
+    assert [g["name"] for g in json.loads(run_cli(onegroup, capsys, "list", "-j")[1])] == [
         "oneadmin",
         "users",
         "devs",
     ]
 
-    uid = int(_run(oneuser, capsys, "create", "alice", "pw", "--group", str(gid))[1].split()[1])
-    _run(oneuser, capsys, "create", "bob", "pw-bob", "--group", "devs")
-    rc, out, err = _run(onegroup, capsys, "addadmin", "devs", "alice", "-v")
+    uid = int(run_cli(oneuser, capsys, "create", "alice", "pw", "--group", str(gid))[1].split()[1])
+    run_cli(oneuser, capsys, "create", "bob", "pw-bob", "--group", "devs")
+    rc, out, err = run_cli(onegroup, capsys, "addadmin", "devs", "alice", "-v")
     assert rc == 0 and out == f"GROUP {gid}: admin added\n", err
-    data = json.loads(_run(onegroup, capsys, "show", "devs", "--json")[1])
+    data = json.loads(run_cli(onegroup, capsys, "show", "devs", "--json")[1])
     assert data["admins"] == [uid] and len(data["users"]) == 2
 
     tmpl = tmp_path / "g.tmpl"
     tmpl.write_text('DESCRIPTION = "developers"\n')
-    assert _run(onegroup, capsys, "update", "devs", str(tmpl))[0] == 0
+    assert run_cli(onegroup, capsys, "update", "devs", str(tmpl))[0] == 0
     quota = tmp_path / "quota"
     quota.write_text("VM = [ VMS = 10, MEMORY = 4096, CPU = 4 ]\n")
-    rc, _, err = _run(onegroup, capsys, "quota", "devs", str(quota))
+    rc, _, err = run_cli(onegroup, capsys, "quota", "devs", str(quota))
     assert rc == 0, err
-    out = _run(onegroup, capsys, "show", str(gid))[1]
+    out = run_cli(onegroup, capsys, "show", str(gid))[1]
     lines = _lines(out)
     assert lines[0] == f"GROUP {gid} INFORMATION"
     assert 'DESCRIPTION = "developers"' in lines
     vms = lines.index("VMS USAGE & QUOTAS")
     assert lines[vms + 2].split()[:6] == "0 / 10 0M / 4G".split()
-    row = [line for line in _lines(_run(onegroup, capsys, "list")[1]) if " devs " in line][0]
+    row = [line for line in _lines(run_cli(onegroup, capsys, "list")[1]) if " devs " in line][0]
     assert row.split()[3:] == "0 / 10 0M / 4G 0.0 / 4.0".split()
 
     # alice, admin of devs, sees the users of devs; bob only himself
-    token = _run(oneuser, capsys, "login", "alice", "--password", "pw")[1].strip()
+    token = run_cli(oneuser, capsys, "login", "alice", "--password", "pw")[1].strip()
     names = [
-        u["name"] for u in json.loads(_run(oneuser, capsys, "list", "-j", "--token", token)[1])
+        u["name"] for u in json.loads(run_cli(oneuser, capsys, "list", "-j", "--token", token)[1])
     ]
     assert sorted(names) == ["alice", "bob"]
-    rc, out, _ = _run(onegroup, capsys, "list", "--user", "bob", "--password", "pw-bob")
+    rc, out, _ = run_cli(onegroup, capsys, "list", "--user", "bob", "--password", "pw-bob")
     assert [line.split()[1] for line in _lines(out)[1:]] == ["devs"]
-    rc, _, err = _run(onegroup, capsys, "create", "x", "--user", "bob", "--password", "pw-bob")
+    rc, _, err = run_cli(onegroup, capsys, "create", "x", "--user", "bob", "--password", "pw-bob")
     assert rc == 1 and "[PERMISSION_DENIED]" in err
 
-    assert _run(onegroup, capsys, "deladmin", "devs", str(uid))[0] == 0
-    assert json.loads(_run(onegroup, capsys, "show", "devs", "-j")[1])["admins"] == []
+    assert run_cli(onegroup, capsys, "deladmin", "devs", str(uid))[0] == 0
+    assert json.loads(run_cli(onegroup, capsys, "show", "devs", "-j")[1])["admins"] == []
 
-    rc, _, err = _run(onegroup, capsys, "delete", "devs")
+    rc, _, err = run_cli(onegroup, capsys, "delete", "devs")
     assert rc == 1 and err.startswith("onegroup: error: [")  # still has users
-    _run(oneuser, capsys, "delete", "alice", "bob")
-    assert _run(onegroup, capsys, "delete", "devs", "-v")[1] == f"GROUP {gid}: deleted\n"
-    rc, _, err = _run(onegroup, capsys, "show", "devs")
+    run_cli(oneuser, capsys, "delete", "alice", "bob")
+    assert run_cli(onegroup, capsys, "delete", "devs", "-v")[1] == f"GROUP {gid}: deleted\n"
+    rc, _, err = run_cli(onegroup, capsys, "show", "devs")
     assert rc == 1 and "group 'devs' not found" in err
 
 
-def test_defaultquota_and_errors(env, capsys, tmp_path):
+def test_defaultquota_and_errors(cli_env, capsys, tmp_path):
     quota = tmp_path / "quota"
     quota.write_text("VM = [ VMS = 3 ]\n")
-    rc, _, err = _run(onegroup, capsys, "defaultquota", str(quota))
+    rc, _, err = run_cli(onegroup, capsys, "defaultquota", str(quota))
     assert rc == 0, err
-    row = [line for line in _lines(_run(onegroup, capsys, "list")[1]) if " users " in line][0]
+    row = [line for line in _lines(run_cli(onegroup, capsys, "list")[1]) if " users " in line][0]
     assert row.split()[3:6] == ["0", "/", "3"]
     quota.write_text("VM = [ VMS = lots ]\n")
-    rc, _, err = _run(onegroup, capsys, "quota", "users", str(quota))
+    rc, _, err = run_cli(onegroup, capsys, "quota", "users", str(quota))
     assert rc == 1 and "INVALID_ARGUMENT" in err
-    rc, _, err = _run(onegroup, capsys, "show", "4242")
+    rc, _, err = run_cli(onegroup, capsys, "show", "4242")
     assert rc == 1 and "[NOT_FOUND]" in err
     with pytest.raises(SystemExit) as e:
         onegroup.main(["addadmin", "devs"])

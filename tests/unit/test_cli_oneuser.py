@@ -11,7 +11,7 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
-from tests.conftest import start_zone
+from tests.conftest import run_cli, start_zone
 from zones.api.gen import user_pb2
 from zones.cli import onegroup, oneuser
 from zones.cli import tenancy as t
@@ -165,37 +165,21 @@ def test_quota_dict_for_json():
 # --- end to end ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env(zone, monkeypatch, tmp_path):
-    auth = tmp_path / "one_auth_cli"
-    auth.write_text(f"oneadmin:{zone.password}\n")
-    monkeypatch.setenv("ONE_AUTH", str(auth))
-    monkeypatch.setenv("ONE_ENDPOINT", zone.endpoint)
-    monkeypatch.delenv("ONE_TOKEN", raising=False)
-    return zone
-
-
-def _run(mod, capsys, *argv) -> tuple[int, str, str]:
-    rc = mod.main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
 def _setup(capsys) -> tuple[int, int, int]:
-    rc, out, _ = _run(onegroup, capsys, "create", "devs")
+    rc, out, _ = run_cli(onegroup, capsys, "create", "devs")
     assert rc == 0 and out.startswith("ID: ")
     gid = int(out.split()[1])
-    rc, out, err = _run(oneuser, capsys, "create", "alice", "pw-alice", "--group", "devs")
+    rc, out, err = run_cli(oneuser, capsys, "create", "alice", "pw-alice", "--group", "devs")
     assert rc == 0, err
     alice = int(out.split()[1])
-    rc, out, err = _run(oneuser, capsys, "create", "bob", "pw-bob")
+    rc, out, err = run_cli(oneuser, capsys, "create", "bob", "pw-bob")
     assert rc == 0, err
     return gid, alice, int(out.split()[1])
 
 
-def test_create_list_show_and_json(env, capsys):
+def test_create_list_show_and_json(cli_env, capsys):
     gid, alice, bob = _setup(capsys)
-    rc, out, _ = _run(oneuser, capsys, "list")
+    rc, out, _ = run_cli(oneuser, capsys, "list")
     lines = _lines(out)
     assert rc == 0
     assert lines[0].split() == ["ID", "NAME", "GROUP", "AUTH", "VMS", "MEMORY", "CPU"]
@@ -203,71 +187,73 @@ def test_create_list_show_and_json(env, capsys):
     assert rows["alice"][:4] == [str(alice), "alice", "devs", "core"]
     assert rows["bob"][2] == "users" and rows["oneadmin"][0] == "0"
 
-    rc, out, _ = _run(oneuser, capsys, "list", "--json")
+    rc, out, _ = run_cli(oneuser, capsys, "list", "--json")
     data = json.loads(out)
     assert {u["name"]: u["gid"] for u in data} == {"oneadmin": 0, "alice": gid, "bob": 1}
-    rc, out, _ = _run(oneuser, capsys, "-y", "show", "alice")
+    rc, out, _ = run_cli(oneuser, capsys, "-y", "show", "alice")
     assert yaml.safe_load(out)["gname"] == "devs"
 
-    rc, out, _ = _run(oneuser, capsys, "show", "alice")
+    rc, out, _ = run_cli(oneuser, capsys, "show", "alice")
     assert rc == 0
     lines = _lines(out)
     assert lines[0] == f"USER {alice} INFORMATION"
     assert "GROUP           : devs" in lines and "IMAGE USAGE & QUOTAS" in lines
-    rc, out, _ = _run(oneuser, capsys, "show", str(bob))
+    rc, out, _ = run_cli(oneuser, capsys, "show", str(bob))
     assert _lines(out)[0] == f"USER {bob} INFORMATION"
-    rc, out, _ = _run(oneuser, capsys, "show")  # yourself
+    rc, out, _ = run_cli(oneuser, capsys, "show")  # yourself
     assert _lines(out)[0] == "USER 0 INFORMATION"
 
 
-def test_login_as_a_user_sees_only_what_it_may(env, capsys, monkeypatch):
+def test_login_as_a_user_sees_only_what_it_may(cli_env, capsys, monkeypatch):
     _, alice, _ = _setup(capsys)
-    rc, out, err = _run(oneuser, capsys, "login", "alice", "--password", "pw-alice", "--ttl", "600")
+    rc, out, err = run_cli(
+        oneuser, capsys, "login", "alice", "--password", "pw-alice", "--ttl", "600"
+    )
     assert rc == 0, err
     token = out.strip()
     assert token and "\n" not in token
 
-    rc, out, _ = _run(oneuser, capsys, "list", "--token", token)
+    rc, out, _ = run_cli(oneuser, capsys, "list", "--token", token)
     assert rc == 0
     assert [line.split()[1] for line in _lines(out)[1:]] == ["alice"]
     monkeypatch.setenv("ONE_TOKEN", token)
-    rc, out, _ = _run(oneuser, capsys, "list", "-j")
+    rc, out, _ = run_cli(oneuser, capsys, "list", "-j")
     assert [u["name"] for u in json.loads(out)] == ["alice"]
-    rc, out, _ = _run(onegroup, capsys, "list")
+    rc, out, _ = run_cli(onegroup, capsys, "list")
     assert [line.split()[1] for line in _lines(out)[1:]] == ["devs"]
-    rc, out, _ = _run(oneuser, capsys, "show")
+    rc, out, _ = run_cli(oneuser, capsys, "show")
     assert _lines(out)[0] == f"USER {alice} INFORMATION"
 
     # alice may not create users nor see oneadmin
-    rc, _, err = _run(oneuser, capsys, "create", "mallory", "pw")
+    rc, _, err = run_cli(oneuser, capsys, "create", "mallory", "pw")
     assert rc == 1 and "[PERMISSION_DENIED]" in err and err.startswith("oneuser: error:")
-    rc, _, err = _run(oneuser, capsys, "show", "oneadmin")
+    rc, _, err = run_cli(oneuser, capsys, "show", "oneadmin")
     assert rc == 1 and "not found" in err
 
     # the token is revoked by token-delete
-    rc, _, err = _run(oneuser, capsys, "token-delete", "-v")
+    rc, _, err = run_cli(oneuser, capsys, "token-delete", "-v")
     assert rc == 0, err
-    rc, _, err = _run(oneuser, capsys, "list")
+    rc, _, err = run_cli(oneuser, capsys, "list")
     assert rc == 1 and "UNAUTHENTICATED" in err
 
 
-def test_login_json_and_bad_password(env, capsys):
+def test_login_json_and_bad_password(cli_env, capsys):
     _setup(capsys)
-    rc, out, _ = _run(oneuser, capsys, "login", "bob", "--password", "pw-bob", "-j")
+    rc, out, _ = run_cli(oneuser, capsys, "login", "bob", "--password", "pw-bob", "-j")
     data = json.loads(out)
     assert rc == 0 and data["user"] == "bob" and data["token"] and data["expires_unix_ms"] > 0
-    rc, _, err = _run(oneuser, capsys, "login", "bob", "--password", "wrong")
+    rc, _, err = run_cli(oneuser, capsys, "login", "bob", "--password", "wrong")
     assert rc == 1 and "UNAUTHENTICATED" in err
-    rc, _, err = _run(oneuser, capsys, "login", "bob", "--ttl", "0", "--password", "pw-bob")
+    rc, _, err = run_cli(oneuser, capsys, "login", "bob", "--ttl", "0", "--password", "pw-bob")
     assert rc == 1 and "--ttl" in err
     # no --password: the one of $ONE_AUTH when it is that user's
-    rc, out, err = _run(oneuser, capsys, "login", "oneadmin", "-j")
+    rc, out, err = run_cli(oneuser, capsys, "login", "oneadmin", "-j")
     assert rc == 0 and json.loads(out)["user_id"] == 0, err
-    rc, _, err = _run(oneuser, capsys, "login", "bob")  # not ONE_AUTH's user, no terminal
+    rc, _, err = run_cli(oneuser, capsys, "login", "bob")  # not ONE_AUTH's user, no terminal
     assert rc == 1 and "no password for 'bob' given" in err
 
 
-def test_update_without_file_opens_the_editor(env, capsys, monkeypatch):
+def test_update_without_file_opens_the_editor(cli_env, capsys, monkeypatch):
     _setup(capsys)
 
     class Tty(io.StringIO):
@@ -277,69 +263,71 @@ def test_update_without_file_opens_the_editor(env, capsys, monkeypatch):
     monkeypatch.setattr("sys.stdin", Tty())
     monkeypatch.delenv("VISUAL", raising=False)
     monkeypatch.setenv("EDITOR", 'sh -c \'echo "ROLE = editor" >> "$0"\'')
-    assert _run(oneuser, capsys, "update", "alice", "-v")[0] == 0
-    assert "ROLE" in json.loads(_run(oneuser, capsys, "show", "alice", "-j")[1])["template"]
+    assert run_cli(oneuser, capsys, "update", "alice", "-v")[0] == 0
+    assert "ROLE" in json.loads(run_cli(oneuser, capsys, "show", "alice", "-j")[1])["template"]
     monkeypatch.setenv("EDITOR", "false")
-    rc, _, err = _run(oneuser, capsys, "update", "alice")
+    rc, _, err = run_cli(oneuser, capsys, "update", "alice")
     assert rc == 1 and "nothing changed" in err
 
 
-def test_modify_users(env, capsys, monkeypatch, tmp_path):
+def test_modify_users(cli_env, capsys, monkeypatch, tmp_path):
     gid, alice, bob = _setup(capsys)
-    assert _run(oneuser, capsys, "chgrp", "bob", "devs", "-v")[1] == f"USER {bob}: Group changed\n"
-    assert _run(oneuser, capsys, "addgroup", "bob", "users")[0] == 0
-    info = json.loads(_run(oneuser, capsys, "show", "bob", "-j")[1])
+    assert (
+        run_cli(oneuser, capsys, "chgrp", "bob", "devs", "-v")[1] == f"USER {bob}: Group changed\n"
+    )
+    assert run_cli(oneuser, capsys, "addgroup", "bob", "users")[0] == 0
+    info = json.loads(run_cli(oneuser, capsys, "show", "bob", "-j")[1])
     assert info["gid"] == gid and sorted(info["groups"]) == sorted([gid, 1])
-    assert _run(oneuser, capsys, "delgroup", "bob", "1")[0] == 0
-    assert json.loads(_run(oneuser, capsys, "show", "bob", "-j")[1])["groups"] == [gid]
+    assert run_cli(oneuser, capsys, "delgroup", "bob", "1")[0] == 0
+    assert json.loads(run_cli(oneuser, capsys, "show", "bob", "-j")[1])["groups"] == [gid]
 
     monkeypatch.setattr("sys.stdin", io.StringIO('EMAIL = "bob@example.org"\n'))
-    assert _run(oneuser, capsys, "update", "bob", "-")[0] == 0
+    assert run_cli(oneuser, capsys, "update", "bob", "-")[0] == 0
     tmpl = tmp_path / "more.tmpl"
     tmpl.write_text('PHONE = "123"\n')
-    assert _run(oneuser, capsys, "update", "bob", str(tmpl), "--append")[0] == 0
-    out = _run(oneuser, capsys, "show", "bob")[1]
+    assert run_cli(oneuser, capsys, "update", "bob", str(tmpl), "--append")[0] == 0
+    out = run_cli(oneuser, capsys, "show", "bob")[1]
     assert "bob@example.org" in out and "123" in out
 
     quota = tmp_path / "quota"
     quota.write_text("VM = [ VMS = 4, MEMORY = 2048, CPU = 2 ]\n")
-    rc, _, err = _run(oneuser, capsys, "quota", "bob", str(quota))
+    rc, _, err = run_cli(oneuser, capsys, "quota", "bob", str(quota))
     assert rc == 0, err
-    row = [line for line in _lines(_run(oneuser, capsys, "list")[1]) if " bob " in line][0]
+    row = [line for line in _lines(run_cli(oneuser, capsys, "list")[1]) if " bob " in line][0]
     assert row.split()[-9:] == "0 / 4 0M / 2G 0.0 / 2.0".split()
-    lines = _lines(_run(oneuser, capsys, "show", "bob")[1])
+    lines = _lines(run_cli(oneuser, capsys, "show", "bob")[1])
     vms = lines.index("VMS USAGE & QUOTAS")
     assert lines[vms + 2].split()[:6] == "0 / 4 0M / 2G".split()
 
     quota.write_text("VM = [ VMS = 7 ]\n")
-    assert _run(oneuser, capsys, "defaultquota", str(quota))[0] == 0
-    row = [line for line in _lines(_run(oneuser, capsys, "list")[1]) if " alice " in line][0]
+    assert run_cli(oneuser, capsys, "defaultquota", str(quota))[0] == 0
+    row = [line for line in _lines(run_cli(oneuser, capsys, "list")[1]) if " alice " in line][0]
     assert row.split()[-9:-6] == ["0", "/", "7"]
 
-    assert _run(oneuser, capsys, "passwd", "bob", "pw-bob-2")[0] == 0
-    assert _run(oneuser, capsys, "login", "bob", "--password", "pw-bob-2")[0] == 0
-    assert _run(oneuser, capsys, "disable", "bob", "-v")[1] == f"USER {bob}: disabled\n"
-    rc, _, err = _run(oneuser, capsys, "login", "bob", "--password", "pw-bob-2")
+    assert run_cli(oneuser, capsys, "passwd", "bob", "pw-bob-2")[0] == 0
+    assert run_cli(oneuser, capsys, "login", "bob", "--password", "pw-bob-2")[0] == 0
+    assert run_cli(oneuser, capsys, "disable", "bob", "-v")[1] == f"USER {bob}: disabled\n"
+    rc, _, err = run_cli(oneuser, capsys, "login", "bob", "--password", "pw-bob-2")
     assert rc == 1 and "disabled" in err
-    assert _run(oneuser, capsys, "enable", "bob")[0] == 0
-    assert _run(oneuser, capsys, "login", "bob", "--password", "pw-bob-2")[0] == 0
+    assert run_cli(oneuser, capsys, "enable", "bob")[0] == 0
+    assert run_cli(oneuser, capsys, "login", "bob", "--password", "pw-bob-2")[0] == 0
 
-    assert _run(oneuser, capsys, "chauth", "bob", "core")[0] == 0
-    assert _run(oneuser, capsys, "delete", "bob", "alice")[0] == 0
-    names = [u["name"] for u in json.loads(_run(oneuser, capsys, "list", "-j")[1])]
+    assert run_cli(oneuser, capsys, "chauth", "bob", "core")[0] == 0
+    assert run_cli(oneuser, capsys, "delete", "bob", "alice")[0] == 0
+    names = [u["name"] for u in json.loads(run_cli(oneuser, capsys, "list", "-j")[1])]
     assert names == ["oneadmin"]
 
 
-def test_errors_and_usage(env, capsys):
-    rc, _, err = _run(oneuser, capsys, "show", "nobody")
+def test_errors_and_usage(cli_env, capsys):
+    rc, _, err = run_cli(oneuser, capsys, "show", "nobody")
     assert rc == 1 and err == "oneuser: error: user 'nobody' not found (or not visible to you)\n"
-    rc, _, err = _run(oneuser, capsys, "delete", "4242")
+    rc, _, err = run_cli(oneuser, capsys, "delete", "4242")
     assert rc == 1 and "[NOT_FOUND]" in err
-    rc, _, err = _run(oneuser, capsys, "create", "x", "pw", "--group", "nogroup")
+    rc, _, err = run_cli(oneuser, capsys, "create", "x", "pw", "--group", "nogroup")
     assert rc == 1 and "group 'nogroup' not found" in err
-    rc, _, err = _run(oneuser, capsys, "update", "oneadmin", "/nonexistent/file")
+    rc, _, err = run_cli(oneuser, capsys, "update", "oneadmin", "/nonexistent/file")
     assert rc == 1 and "no such file" in err
-    rc, _, err = _run(oneuser, capsys, "create", "nopw")  # no password, no terminal
+    rc, _, err = run_cli(oneuser, capsys, "create", "nopw")  # no password, no terminal
     assert rc == 1 and "no password given" in err
     with pytest.raises(SystemExit) as e:
         oneuser.main(["create"])
@@ -405,13 +393,13 @@ def ssh_zone(tmp_path, monkeypatch):
 
 def test_create_with_ssh_key_and_log_in_with_it(ssh_zone, capsys, tmp_path):
     private, public = _keypair(tmp_path)
-    rc, out, err = _run(oneuser, capsys, "create", "carol", "--ssh-key", str(public))
+    rc, out, err = run_cli(oneuser, capsys, "create", "carol", "--ssh-key", str(public))
     assert rc == 0, err
-    info = json.loads(_run(oneuser, capsys, "show", "carol", "-j")[1])
+    info = json.loads(run_cli(oneuser, capsys, "show", "carol", "-j")[1])
     assert info["auth_driver"] == "ssh"
-    rc, out, err = _run(oneuser, capsys, "login", "carol", "--ssh-key", str(private))
+    rc, out, err = run_cli(oneuser, capsys, "login", "carol", "--ssh-key", str(private))
     assert rc == 0, err
-    rc, out, _ = _run(oneuser, capsys, "list", "--token", out.strip())
+    rc, out, _ = run_cli(oneuser, capsys, "list", "--token", out.strip())
     assert [line.split()[1] for line in _lines(out)[1:]] == ["carol"]
-    rc, _, err = _run(oneuser, capsys, "create", "dave", "pw", "--ssh-key", str(public))
+    rc, _, err = run_cli(oneuser, capsys, "create", "dave", "pw", "--ssh-key", str(public))
     assert rc == 1 and "either a password or --ssh-key" in err

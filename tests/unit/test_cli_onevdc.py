@@ -3,18 +3,12 @@ appear in oneacl list and go with the VDC)."""
 
 import json
 
-from tests.conftest import wait_until
+from tests.conftest import run_cli, wait_until
 from zones.cli import oneacl, onevdc
 
 
-def _run(mod, capsys, *argv) -> tuple[int, str, str]:
-    rc = mod.main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
 def _acl_texts(capsys) -> list[str]:
-    rc, out, _ = _run(oneacl, capsys, "list", "--json")
+    rc, out, _ = run_cli(oneacl, capsys, "list", "--json")
     assert rc == 0
     return [r["text"] for r in json.loads(out)]
 
@@ -36,7 +30,7 @@ def test_list_rows():
 
 def test_default_vdc_and_a_new_one(cli_env, capsys):
     def default_ready() -> bool:
-        rc, out, _ = _run(onevdc, capsys, "show", "default", "--json")
+        rc, out, _ = run_cli(onevdc, capsys, "show", "default", "--json")
         return rc == 0 and json.loads(out)["groups"] == [1] and json.loads(out)["clusters"]
 
     wait_until(default_ready, what="the default VDC")
@@ -44,16 +38,16 @@ def test_default_vdc_and_a_new_one(cli_env, capsys):
     assert {"@1 HOST/* MANAGE #0", "@1 NET+DATASTORE/* USE #0"} <= set(_acl_texts(capsys))
     from zones.cli import onegroup
 
-    rc, out, _ = _run(onegroup, capsys, "create", "devs")
+    rc, out, _ = run_cli(onegroup, capsys, "create", "devs")
     gid = int(out.split()[1])
-    rc, out, _ = _run(onevdc, capsys, "create", "lab")
+    rc, out, _ = run_cli(onevdc, capsys, "create", "lab")
     assert rc == 0
-    assert _run(onevdc, capsys, "addgroup", "lab", "devs")[0] == 0
-    assert _run(onevdc, capsys, "addcluster", "lab", "0", "default")[0] == 0
+    assert run_cli(onevdc, capsys, "addgroup", "lab", "devs")[0] == 0
+    assert run_cli(onevdc, capsys, "addcluster", "lab", "0", "default")[0] == 0
     assert f"@{gid} HOST/%0 MANAGE #0" in _acl_texts(capsys)
-    rc, out, _ = _run(onevdc, capsys, "list")
+    rc, out, _ = run_cli(onevdc, capsys, "list")
     assert "lab" in out and "default" in out
-    assert _run(onevdc, capsys, "delete", "lab")[0] == 0
+    assert run_cli(onevdc, capsys, "delete", "lab")[0] == 0
     assert not any(f"@{gid}" in r for r in _acl_texts(capsys))
-    rc, _, err = _run(onevdc, capsys, "addgroup", "default", "nosuchgroup")
+    rc, _, err = run_cli(onevdc, capsys, "addgroup", "default", "nosuchgroup")
     assert rc == 1 and "nosuchgroup" in err
