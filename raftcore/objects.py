@@ -61,15 +61,77 @@ class Kind:
 KINDS: dict[str, Kind] = {
     k.name: k
     for k in (
-        Kind("cluster", "CLUSTER", "cluster", unique="global"),
-        Kind("host", "HOST", "host", unique="global"),
-        Kind("datastore", "DATASTORE", "datastore", unique="global"),
-        Kind("image", "IMAGE", "image"),
-        Kind("vnet", "NET", "virtual network"),
-        Kind("secgroup", "SECGROUP", "security group"),
-        Kind("vrouter", "VROUTER", "virtual router"),
-        Kind("template", "TEMPLATE", "template"),
-        Kind("vm", "VM", "VM", unique=None, indexes={"state": lambda r: [r["state"]]}),
+        Kind(
+            "cluster",
+            "CLUSTER",
+            "cluster",
+            unique="global",
+            actions=frozenset(
+                {"addhost", "delhost", "adddatastore", "deldatastore", "addvnet", "delvnet"}
+            ),
+        ),
+        Kind(
+            "host",
+            "HOST",
+            "host",
+            unique="global",
+            indexes={"state": lambda r: [r["state"]]},
+            actions=frozenset({"enable", "disable", "offline"}),
+        ),
+        Kind(
+            "datastore",
+            "DATASTORE",
+            "datastore",
+            unique="global",
+            indexes={"state": lambda r: [r["state"]]},
+            actions=frozenset({"enable", "disable"}),
+        ),
+        Kind(
+            "image",
+            "IMAGE",
+            "image",
+            indexes={"state": lambda r: [r["state"]]},
+            actions=frozenset(
+                {
+                    "enable",
+                    "disable",
+                    "persistent",
+                    "nonpersistent",
+                    "clone",
+                    "chtype",
+                    "snapshot_delete",
+                    "snapshot_revert",
+                    "snapshot_flatten",
+                }
+            ),
+        ),
+        Kind(
+            "vnet",
+            "NET",
+            "virtual network",
+            actions=frozenset(
+                {"add_ar", "rm_ar", "update_ar", "hold", "release", "reserve", "update"}
+            ),
+        ),
+        Kind("secgroup", "SECGROUP", "security group", actions=frozenset({"update"})),
+        Kind("vrouter", "VROUTER", "virtual router", actions=frozenset({"update"})),
+        Kind("template", "TEMPLATE", "template", actions=frozenset({"clone", "instantiate"})),
+        Kind(
+            "vm",
+            "VM",
+            "VM",
+            unique=None,
+            indexes={"state": lambda r: [r["state"]]},
+            # every client action of raftcore.ops.vms / vm_devices; vm.outcome (the
+            # reconciler's) is not one of them.
+            actions=frozenset(
+                "terminate terminate-hard undeploy undeploy-hard poweroff poweroff-hard"
+                " reboot reboot-hard hold release stop suspend resume resched unresched"
+                " deploy migrate recover disk-attach disk-detach nic-attach nic-detach"
+                " disk-snapshot-create disk-snapshot-revert disk-snapshot-delete resize"
+                " sched-add sched-update sched-delete".split()
+            ),
+        ),
         Kind("vmgroup", "VMGROUP", "VM group"),
         Kind(
             "vdc",

@@ -18,6 +18,7 @@ from raftcore import objects, schema
 from raftcore.auth import hash_password
 from raftcore.commands import make_command
 from raftcore.errors import ReplicaError
+from raftcore.ops.secgroups import DEFAULT_ARGS as DEFAULT_SECGROUP_ARGS
 from raftcore.replica import CONSISTENCY_LINEARIZABLE, ROLE_LEADER, ROLE_SOLO
 from zones.config import Config, read_auth_file
 
@@ -40,7 +41,34 @@ DEFAULT_SETUP: dict[tuple[str, int], list[tuple[str, dict]]] = {
 # come from each kind's sequence, so the first of a kind gets id 0).
 DEFAULT_OBJECTS: list[tuple[str, int, str, dict]] = [
     ("cluster", 0, "cluster.allocate", {"name": "default"}),
+    # OpenNebula's three datastores, in cluster 0, at their reserved ids.
+    (
+        "datastore",
+        0,
+        "datastore.allocate",
+        {"id": 0, "template": 'NAME = "system"\nTYPE = "SYSTEM_DS"\nTM_MAD = "ssh"\n'},
+    ),
+    (
+        "datastore",
+        1,
+        "datastore.allocate",
+        {
+            "id": 1,
+            "template": 'NAME = "default"\nTYPE = "IMAGE_DS"\nDS_MAD = "fs"\nTM_MAD = "ssh"\n',
+        },
+    ),
+    (
+        "datastore",
+        2,
+        "datastore.allocate",
+        {
+            "id": 2,
+            "template": 'NAME = "files"\nTYPE = "FILE_DS"\nDS_MAD = "fs"\nTM_MAD = "ssh"\n',
+        },
+    ),
     ("vdc", 0, "vdc.allocate", {"name": "default"}),
+    # Security group 0 "default" (every network uses it), before any user one (>= 100).
+    ("secgroup", 0, "secgroup.allocate", DEFAULT_SECGROUP_ARGS),
 ]
 
 

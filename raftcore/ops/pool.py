@@ -85,6 +85,9 @@ def op_rename(view: View, args: dict, cmd: dict, index: int) -> Result:
 def op_update(view: View, args: dict, cmd: dict, index: int) -> Result:
     check_args(args, ("kind", "id", "template"), ("append",))
     kind, record = _target(view, args)
+    if "update" in objects.KINDS[kind].actions:
+        # The kind checks its template itself (a vnet's ARs, a secgroup's rules, ...).
+        raise bad(f"a {objects.KINDS[kind].label}'s template is updated by {kind}.update")
     text = updated_template({k: v for k, v in args.items() if k != "kind"}, record)
     require(view, cmd, objects.auth(kind, record, "MANAGE"))
     return objects.put(view, kind, {**record, "template": text}, record), ok()

@@ -219,6 +219,16 @@ def _check_action(r: pool_pb2.ActionRequest) -> None:
     _action_args(r)
 
 
+def _update(api: Api, request, context, caller: Caller) -> common_pb2.Ack:
+    args = {"id": request.id, "template": request.template, "append": request.append}
+    if "update" in objects.KINDS[request.kind].actions:
+        op = f"{request.kind}.update"
+    else:
+        op, args = "obj.update", {**args, "kind": request.kind}
+    api.propose(op, args, request.request_id, caller, context)
+    return common_pb2.Ack()
+
+
 def _kind_id(r) -> dict:
     return {"kind": r.kind, "id": r.id}
 
@@ -272,12 +282,17 @@ METHODS = [
     write(
         _S, "Rename", "obj.rename", lambda r: {**_kind_id(r), "name": r.name}, validate=_check_kind
     ),
-    write(
-        _S,
-        "Update",
-        "obj.update",
-        lambda r: {**_kind_id(r), "template": r.template, "append": r.append},
-        validate=_check_kind,
+    # Kinds that check their own templates have an "update" action; the others share
+    # obj.update.
+    Method(
+        Rpc(
+            f"/one.v1.{_S}/Update",
+            common_pb2.Ack,
+            leader_only=True,
+            rid=rid_accessors(),
+            validate=_check_kind,
+        ),
+        _update,
     ),
 ]
 

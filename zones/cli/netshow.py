@@ -1,0 +1,67 @@
+"""What onevnet, onesecgroup and onevrouter share: owner names for the USER and GROUP
+columns, and the INFORMATION / PERMISSIONS / TEMPLATE sections of `show`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import grpc
+from rich.text import Text
+
+from raftcore import perms
+from zones.api.gen import pool_pb2
+from zones.cli import tenancy as t
+from zones.cli.common import Session
+
+Names = tuple[dict[int, str], dict[int, str]]
+
+
+def owner_names(session: Session) -> Names:
+    """{uid: name}, {gid: name} of what the caller may see (ids are shown otherwise)."""
+
+    def safe(lister) -> dict[int, str]:
+        try:
+            return {o.id: o.name for o in lister(session)}
+        except grpc.RpcError:
+            return {}
+
+    return safe(t.list_users), safe(t.list_groups)
+
+
+def owner_cells(record: dict, names: Names) -> tuple[str, str]:
+    users, groups = names
+    return (
+        users.get(record["uid"], str(record["uid"])),
+        groups.get(record["gid"], str(record["gid"])),
+    )
+
+
+def attrs(pairs: list[tuple[str, Any]], width: int = t.ATTR_WIDTH) -> Text:
+    """`NAME : value` lines with names padded to `width` (onevnet's is 25)."""
+    return Text("\n".join(f"{k.ljust(width)}: {v}".rstrip() for k, v in pairs))
+
+
+def head(
+    title: str, obj: pool_pb2.PoolObject, *more: tuple[str, Any], width: int = t.ATTR_WIDTH
+) -> list[Any]:
+    """`<TITLE> <id> INFORMATION` with ID, NAME, USER, GROUP and `more`, then PERMISSIONS."""
+    pairs = [("ID", obj.id), ("NAME", obj.name), ("USER", obj.uname), ("GROUP", obj.gname)]
+    return [
+        t.section(f"{title} {obj.id} INFORMATION"),
+        attrs([*pairs, *more], width),
+        "",
+        t.section("PERMISSIONS"),
+        attrs(perms.to_rows(obj.perms), width),
+    ]
+
+
+def template_section(title: str, text: str) -> list[Any]:
+    out: list[Any] = ["", t.section(title)]
+    if text.strip():
+        out.append(t.template_text(text))
+    return out
+
+
+def as_data(obj: pool_pb2.PoolObject, record: dict) -> dict:
+    """--json / --yaml of `show`: the record with the owner's names and the permissions."""
+    return {**record, "uname": obj.uname, "gname": obj.gname, "permissions": obj.permissions}

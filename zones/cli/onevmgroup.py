@@ -1,0 +1,176 @@
+"""onevmgroup: VM groups (OpenNebula's `onevmgroup`).
+
+    onevmgroup list [-l COLUMNS]          ID USER GROUP NAME VMS
+    onevmgroup show <group>               VM GROUP INFORMATION, PERMISSIONS, ROLES, RULES,
+                                          TEMPLATE CONTENTS
+    onevmgroup create <FILE>              (prints its ID)
+    onevmgroup delete|update|rename|chown|chgrp|chmod ...
+
+Global options as onezone (--endpoint, --user, --password, --token, -j/--json, -y/--yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.text import Text
+
+from raftcore import perms
+from zones.cli import pool
+from zones.cli import tenancy as t
+from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.onevm import Names, names_of
+
+PROG = "onevmgroup"
+KIND = "vmgroup"
+ATTR_WIDTH = 16
+
+
+def _name(names: Names, what: str, oid: int) -> str | int:
+    return names.get(what, {}).get(oid, oid)
+
+
+def vm_count(record: dict) -> int:
+    return sum(len(r["vms"]) for r in record["roles"])
+
+
+_CELLS: dict[str, Callable[[dict, Names], Any]] = {
+    "ID": lambda r, n: r["id"],
+    "USER": lambda r, n: _name(n, "user", r["uid"]),
+    "GROUP": lambda r, n: _name(n, "group", r["gid"]),
+    "NAME": lambda r, n: r["name"],
+    "VMS": lambda r, n: vm_count(r),
+}
+DEFAULT_COLUMNS = ("ID", "USER", "GROUP", "NAME", "VMS")
+
+
+def list_columns(spec: str | None) -> tuple[str, ...]:
+    if not spec:
+        return DEFAULT_COLUMNS
+    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
+    unknown = [c for c in cols if c not in _CELLS]
+    if unknown or not cols:
+        raise CliError(
+            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
+        )
+    return cols
+
+
+def list_table(records: list[dict], names: Names | None = None, columns=DEFAULT_COLUMNS):
+    rows = [[_CELLS[c](r, names or {}) for c in columns] for r in records]
+    return table(columns, rows, right=("ID", "VMS"))
+
+
+def _ids(values: list[int]) -> str:
+    return ",".join(map(str, values)) or "-"
+
+
+def role_rows(record: dict) -> list[list]:
+    """ROLES: ID NAME POLICY AFFINED_HOSTS ANTI_AFFINED_HOSTS VIRTUAL_MACHINES."""
+    return [
+        [
+            r["id"],
+            r["name"],
+            r["policy"],
+            _ids(r["host_affined"]),
+            _ids(r["host_anti_affined"]),
+            _ids(r["vms"]),
+        ]
+        for r in record["roles"]
+    ]
+
+
+def show_renderables(record: dict, names: Names | None = None) -> list[Any]:
+    names = names or {}
+    info = [
+        ("ID", record["id"]),
+        ("NAME", record["name"]),
+        ("USER", _name(names, "user", record["uid"])),
+        ("GROUP", _name(names, "group", record["gid"])),
+    ]
+    cols = ("ID", "NAME", "POLICY", "AFFINED_HOSTS", "ANTI_AFFINED_HOSTS", "VIRTUAL_MACHINES")
+    rules = [["AFFINED", ",".join(r)] for r in record["affined"]]
+    rules += [["ANTI_AFFINED", ",".join(r)] for r in record["anti_affined"]]
+    out: list[Any] = [
+        t.section(f"VM GROUP {record['id']} INFORMATION"),
+        Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}" for k, v in info)),
+        "",
+        t.section("PERMISSIONS"),
+        Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}" for k, v in perms.to_rows(record["perms"]))),
+        "",
+        t.section("ROLES"),
+        table(cols, role_rows(record), right=("ID",)),
+        "",
+        t.section("RULES"),
+    ]
+    if rules:
+        out.append(table(("TYPE", "ROLES"), rules))
+    out += ["", t.section("TEMPLATE CONTENTS")]
+    if record["template"].strip():
+        out.append(t.template_text(record["template"]))
+    return out
+
+
+def render_show(record: dict, names: Names | None = None) -> str:
+    return render(show_renderables(record, names), plain=True)
+
+
+def cmd_list(args, session: Session) -> int:
+    columns = list_columns(args.list)
+    records = pool.list_records(session, KIND)
+    if args.json or args.yaml:
+        emit(args, records, lambda: [])
+        return 0
+    names = names_of(session)
+    emit(args, None, lambda: [list_table(records, names, columns)])
+    return 0
+
+
+def cmd_show(args, session: Session) -> int:
+    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.group))
+    if args.json or args.yaml:
+        emit(args, {**record, "uname": obj.uname, "gname": obj.gname}, lambda: [])
+        return 0
+    names = {"user": {record["uid"]: obj.uname}, "group": {record["gid"]: obj.gname}}
+    emit(args, None, lambda: show_renderables(record, names))
+    return 0
+
+
+def cmd_create(args, session: Session) -> int:
+    oid = pool.allocate(session, KIND, template=t.read_input(args.file))
+    emit(args, {"id": oid}, lambda: [f"ID: {oid}"])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Manage VM groups.")
+    add_global_args(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = t.subparser(sub, "list", "list VM groups (ID USER GROUP NAME VMS)", cmd_list)
+    p.add_argument(
+        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
+    )
+    t.finish(p)
+
+    p = t.subparser(sub, "show", "show a VM group", cmd_show)
+    p.add_argument("group", help="VM group id or name")
+    t.finish(p)
+
+    p = t.subparser(sub, "create", "create a VM group from a file; prints its ID", cmd_create)
+    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
+    t.finish(p)
+
+    pool.add_common_commands(sub, KIND, "VM group")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return t.main_for(PROG, build_parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""onevrouter: virtual routers (OpenNebula's `onevrouter`).
+
+    onevrouter list                       ID USER GROUP NAME
+    onevrouter show <vrouter>             (its NICs and VMs)
+    onevrouter create <FILE>              (prints its ID; floating IPs are leased now)
+    onevrouter delete|update|rename|chown|chgrp|chmod <vrouter> ...
+
+Instantiating the router's VMs (`onevrouter instantiate`) comes with the VM operations.
+Global options as onezone (--endpoint, --user, --password, --token, -j/--json, -y/--yaml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from zones.cli import netshow, pool
+from zones.cli import tenancy as t
+from zones.cli.common import Session, add_global_args, emit, table
+
+PROG = "onevrouter"
+KIND = "vrouter"
+LIST_COLUMNS = ("ID", "USER", "GROUP", "NAME")
+NIC_COLUMNS = ("ID", "NETWORK", "FLOATING", "MAC", "IP", "IP6")
+
+
+def list_rows(records: list[dict], names: netshow.Names = ({}, {})) -> list[list[Any]]:
+    return [[r["id"], *netshow.owner_cells(r, names), r["name"]] for r in records]
+
+
+def nic_rows(record: dict) -> list[list[Any]]:
+    return [
+        [
+            n["nic_id"],
+            n["network_id"],
+            "YES" if n["floating_ip"] else "NO",
+            n.get("mac", "-"),
+            n.get("ip", "-"),
+            n.get("ip6") or n.get("ip6_global") or "-",
+        ]
+        for n in record["nics"]
+    ]
+
+
+def show_renderables(obj, record: dict) -> list[Any]:
+    out = netshow.head("VIRTUAL ROUTER", obj)
+    out += ["", t.section("VIRTUAL MACHINES"), table(("ID",), [[v] for v in record["vms"]])]
+    out += ["", t.section("NICS"), table(NIC_COLUMNS, nic_rows(record), right=("ID", "NETWORK"))]
+    out += netshow.template_section("TEMPLATE CONTENTS", obj.template)
+    return out
+
+
+def cmd_list(args, session: Session) -> int:
+    records = pool.list_records(session, KIND)
+    if args.json or args.yaml:
+        emit(args, records, lambda: [])
+        return 0
+    names = netshow.owner_names(session)
+    emit(args, None, lambda: [table(LIST_COLUMNS, list_rows(records, names), right=("ID",))])
+    return 0
+
+
+def cmd_show(args, session: Session) -> int:
+    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.vrouter))
+    emit(args, netshow.as_data(obj, record), lambda: show_renderables(obj, record))
+    return 0
+
+
+def cmd_create(args, session: Session) -> int:
+    rid = pool.allocate(session, KIND, template=t.read_input(args.file))
+    emit(args, {"id": rid}, lambda: [f"ID: {rid}"])
+    return 0
+
+
+def cmd_update(args, session: Session) -> int:
+    """update through vrouter.update, which keeps the NICs."""
+    rid = pool.resolve(session, KIND, args.object)
+    text = t.template_input(
+        args.file, lambda: pool.info(session, KIND, rid)[0].template, "template"
+    )
+    pool.action(session, KIND, rid, "update", {"template": text, "append": args.append})
+    t.done(args, {"id": rid, "updated": True}, f"VIRTUAL ROUTER {rid}: template updated")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Manage virtual routers.")
+    add_global_args(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    t.finish(t.subparser(sub, "list", "list virtual routers (ID USER GROUP NAME)", cmd_list))
+    p = t.subparser(sub, "show", "show a virtual router and its NICs", cmd_show)
+    p.add_argument("vrouter", help="virtual router id or name")
+    t.finish(p)
+    p = t.subparser(sub, "create", "create a virtual router from a template file", cmd_create)
+    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
+    t.finish(p)
+    pool.add_common_commands(sub, KIND, "VIRTUAL ROUTER")
+    sub.choices["update"].set_defaults(fn=cmd_update)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    return t.main_for(PROG, build_parser, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
