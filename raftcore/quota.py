@@ -566,20 +566,21 @@ def record_mutations(key: bytes, old: Any, new: dict[str, Any] | None) -> list[M
     return [("del", schema.QUOTAS, key)] if new is None else [("put", schema.QUOTAS, key, new)]
 
 
-def charge(view: View, uid: int, gid: int, usage: Usage) -> list[Mutation]:
+def charge(view: View, uid: int, gid: int, usage: Usage, check: bool = True) -> list[Mutation]:
     """Check `usage` against the quota of user `uid` and of group `gid` (each metric
     against its effective limit: the record's, else the default quota's, else
     unlimited) and return the mutations raising both records' counters. A refusal is
     Reject(ALLOCATE) naming the owner, the limit, the metric and the section; nothing is
     charged then. uid 0 and gid 0 (oneadmin) are never limited, but their usage is
-    counted."""
+    counted. `check=False` counts without checking: for what already happened (a VM's
+    outcome on a host must be counted even if a limit was lowered meanwhile)."""
     uid, gid = _owner_id(uid, "uid"), _owner_id(gid, "gid")
     deltas = _usage_or_reject(usage)
     owners = ((USER, uid), (GROUP, gid))
     records = {kind: view.get(schema.QUOTAS, record_key(kind, oid)) for kind, oid in owners}
     # Every check before any counting: a refusal by the group charges the user nothing.
     for kind, oid in owners:
-        if oid != 0:
+        if check and oid != 0:
             defaults = view.get(schema.QUOTAS, default_key(kind))
             _check(kind, oid, records[kind], defaults, deltas)
     mutations: list[Mutation] = []

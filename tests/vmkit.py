@@ -7,6 +7,7 @@ import copy
 
 from raftcore import lifecycle, objects
 from raftcore.ops import hosts, vmcore
+from raftcore.ops.common import Overlay
 from tests.statekit import TS, DictView, Zone, write
 
 ALICE = 1  # a user of group users (1)
@@ -85,7 +86,7 @@ def place(z: Zone, vm_id: int, name: str, host: int = H1) -> None:
     vm_rec.update(state=int(state), lcm_state=int(lcm))
     z.state = write(z.state, mutations)
     # the RUNNING_* quotas as a VM in that state has them
-    ov = vmcore.Overlay(DictView(z.state))
+    ov = Overlay(DictView(z.state))
     now = vmcore.counts_running(state, lcm)
     if was != now:
         running = vmcore.running_usage(vm_rec)

@@ -99,3 +99,55 @@ def get_record(view: View, db: str, obj_id: int, what: str) -> dict:
     if record is None:
         raise Reject(ErrorCode.NO_EXISTS, f"{what} {obj_id} does not exist")
     return record
+
+
+_GONE = object()  # a key the command deleted
+
+
+class Overlay:
+    """A view that sees the mutations made so far by the command: several helpers (quota,
+    images, hosts, the VM itself) may change the same record in one command, and each
+    must read what the previous one wrote. The store applies `mutations` in order, so
+    the last write of a key wins, which is what this view shows."""
+
+    def __init__(self, base: View) -> None:
+        self.base = base
+        self._pending: dict[tuple[str, bytes], Any] = {}
+        self.mutations: list[Mutation] = []
+
+    def get(self, db: str, key: bytes) -> Any | None:
+        value = self._pending.get((db, key), None)
+        if (db, key) in self._pending:
+            return None if value is _GONE else value
+        return self.base.get(db, key)
+
+    def iter(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
+        mine = sorted(k for (d, k) in self._pending if d == db and k.startswith(prefix))
+        i = 0
+        for key, value in self.base.iter(db, prefix):
+            while i < len(mine) and mine[i] < key:
+                yield from self._pending_item(db, mine[i])
+                i += 1
+            if i < len(mine) and mine[i] == key:
+                yield from self._pending_item(db, key)
+                i += 1
+            else:
+                yield key, value
+        for key in mine[i:]:
+            yield from self._pending_item(db, key)
+
+    def _pending_item(self, db: str, key: bytes) -> Iterator[tuple[bytes, Any]]:
+        value = self._pending[(db, key)]
+        if value is not _GONE:
+            yield key, value
+
+    def add(self, mutations: list[Mutation]) -> None:
+        for m in mutations:
+            self._pending[(m[1], m[2])] = m[3] if m[0] == "put" else _GONE
+            self.mutations.append(m)
+
+    def put(self, kind: str, record: dict) -> None:
+        """Write `record` over the version this view holds (indexes kept exact)."""
+        from raftcore import objects  # objects builds on this module
+
+        self.add(objects.put(self, kind, record, objects.find(self, kind, record["id"])))

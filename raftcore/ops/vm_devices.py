@@ -30,6 +30,7 @@ from raftcore.commands import ErrorCode, ok
 from raftcore.lifecycle import VmState
 from raftcore.ops import vmcore
 from raftcore.ops.common import (
+    Overlay,
     Reject,
     Result,
     View,
@@ -40,7 +41,7 @@ from raftcore.ops.common import (
     require,
 )
 from raftcore.ops.tenancy import arg_template
-from raftcore.ops.vmcore import KIND, Overlay
+from raftcore.ops.vmcore import KIND
 from raftcore.ops.vms import target
 
 MAX_SNAPSHOT_NAME = 128

@@ -50,7 +50,7 @@ import copy
 import importlib
 import ipaddress
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -60,7 +60,7 @@ from raftcore.commands import ErrorCode
 from raftcore.lifecycle import LcmState as L
 from raftcore.lifecycle import VmState as S
 from raftcore.ops import vmgroups
-from raftcore.ops.common import Mutation, Reject, View, bad, next_id, require
+from raftcore.ops.common import Mutation, Overlay, Reject, View, bad, next_id, require
 
 KIND = "vm"
 MAX_CPU = 10_000  # CPUs
@@ -79,55 +79,6 @@ SYSTEM_ATTRS = frozenset(
 )
 
 # --- an overlay view -----------------------------------------------------------------
-
-_GONE = object()
-
-
-class Overlay:
-    """A view that sees the mutations made so far by the command: several helpers (quota,
-    images, hosts, the VM itself) may change the same record in one command, and each
-    must read what the previous one wrote. The store applies `mutations` in order, so
-    the last write of a key wins, which is what this view shows."""
-
-    def __init__(self, base: View) -> None:
-        self.base = base
-        self._pending: dict[tuple[str, bytes], Any] = {}
-        self.mutations: list[Mutation] = []
-
-    def get(self, db: str, key: bytes) -> Any | None:
-        value = self._pending.get((db, key), None)
-        if (db, key) in self._pending:
-            return None if value is _GONE else value
-        return self.base.get(db, key)
-
-    def iter(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
-        mine = sorted(k for (d, k) in self._pending if d == db and k.startswith(prefix))
-        i = 0
-        for key, value in self.base.iter(db, prefix):
-            while i < len(mine) and mine[i] < key:
-                yield from self._pending_item(db, mine[i])
-                i += 1
-            if i < len(mine) and mine[i] == key:
-                yield from self._pending_item(db, key)
-                i += 1
-            else:
-                yield key, value
-        for key in mine[i:]:
-            yield from self._pending_item(db, key)
-
-    def _pending_item(self, db: str, key: bytes) -> Iterator[tuple[bytes, Any]]:
-        value = self._pending[(db, key)]
-        if value is not _GONE:
-            yield key, value
-
-    def add(self, mutations: list[Mutation]) -> None:
-        for m in mutations:
-            self._pending[(m[1], m[2])] = m[3] if m[0] == "put" else _GONE
-            self.mutations.append(m)
-
-    def put(self, kind: str, record: dict) -> None:
-        """Write `record` over the version this view holds (indexes kept exact)."""
-        self.add(objects.put(self, kind, record, objects.find(self, kind, record["id"])))
 
 
 # --- values ---------------------------------------------------------------------------
@@ -409,19 +360,6 @@ def running_usage(vm: dict) -> dict:
     return {"RUNNING_VMS": 1, "RUNNING_CPU": vm["cpu"], "RUNNING_MEMORY": vm["memory"]}
 
 
-def _forced_charge(view: View, uid: int, gid: int, usage: dict) -> list[Mutation]:
-    # quota.charge without its limit check, for what already happened on a host (an
-    # outcome must be counted). quota.py has no such option yet: this uses its counting.
-    deltas = quota.check_usage(usage)
-    mutations: list[Mutation] = []
-    for kind, oid in ((quota.USER, uid), (quota.GROUP, gid)):
-        key = quota.record_key(kind, oid)
-        old = view.get(schema.QUOTAS, key)
-        new = quota._counted(kind, oid, old, deltas, 1)
-        mutations += quota.record_mutations(key, old, new)
-    return mutations
-
-
 def quota_delta(ov: Overlay, vm: dict, delta: dict[str, float | int], check: bool) -> None:
     """Raise (check: against the limits) and lower the VM section counters of the VM's
     quota owner by `delta` (metric -> signed amount)."""
@@ -431,10 +369,7 @@ def quota_delta(ov: Overlay, vm: dict, delta: dict[str, float | int], check: boo
     if down:
         ov.add(quota.release(ov, uid, gid, {"VM": down}))
     if up:
-        if check:
-            ov.add(quota.charge(ov, uid, gid, {"VM": up}))
-        else:
-            ov.add(_forced_charge(ov, uid, gid, {"VM": up}))
+        ov.add(quota.charge(ov, uid, gid, {"VM": up}, check=check))
 
 
 def cpu_delta(new: float, old: float) -> float:

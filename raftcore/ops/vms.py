@@ -28,6 +28,7 @@ from raftcore import lifecycle, objects
 from raftcore.commands import ErrorCode, ok
 from raftcore.ops import vmcore
 from raftcore.ops.common import (
+    Overlay,
     Reject,
     Result,
     View,
@@ -38,7 +39,7 @@ from raftcore.ops.common import (
     require,
 )
 from raftcore.ops.tenancy import arg_template
-from raftcore.ops.vmcore import KIND, REASON_USER, Overlay
+from raftcore.ops.vmcore import KIND, REASON_USER
 
 SYSTEM_UID = -1  # the front-ends themselves (scheduler, reconciler)
 MAX_MESSAGE_CHARS = 4096

@@ -22,14 +22,14 @@ Leases for other kinds (the VM engineer's contract)::
     mutations = release_for_vm(view, vnet_id, vm_id, nic)
 
 Several leases in one command must see each other: give them an `Overlay` of the view
-(`lease_for_vm(ov, ...)`, then `ov.write(mutations)`), whose `mutations` is the list to
+(`lease_for_vm(ov, ...)`, then `ov.add(mutations)`), whose `mutations` is the list to
 return. Everything here is pure: no clock, no randomness, no I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +38,7 @@ from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode, ok
 from raftcore.ops.common import (
     Mutation,
+    Overlay,
     Reject,
     Result,
     View,
@@ -70,37 +71,6 @@ MAC_SEED_TRIES = 16
 
 
 # --- several steps of one command ---------------------------------------------------------
-
-_GONE = object()
-
-
-class Overlay:
-    """A view with pending mutations on top, so several steps of one command (leases for
-    several NICs, ...) each see the writes of the previous ones. `mutations` is the
-    ordered list to return from the handler."""
-
-    def __init__(self, base: View) -> None:
-        self.base = base
-        self.mutations: list[Mutation] = []
-        self._pending: dict[tuple[str, bytes], Any] = {}
-
-    def get(self, db: str, key: bytes) -> Any | None:
-        value = self._pending.get((db, key), None)
-        if (db, key) not in self._pending:
-            return self.base.get(db, key)
-        return None if value is _GONE else value
-
-    def iter(self, db: str, prefix: bytes = b"") -> Iterator[tuple[bytes, Any]]:
-        pending = {k: v for (d, k), v in self._pending.items() if d == db and k.startswith(prefix)}
-        merged = {k: v for k, v in self.base.iter(db, prefix) if k not in pending}
-        merged.update({k: v for k, v in pending.items() if v is not _GONE})
-        for key in sorted(merged):
-            yield key, merged[key]
-
-    def write(self, mutations: list[Mutation]) -> None:
-        for m in mutations:
-            self._pending[(m[1], m[2])] = m[3] if m[0] == "put" else _GONE
-        self.mutations.extend(mutations)
 
 
 # --- drivers and VLANs --------------------------------------------------------------------
@@ -1007,22 +977,22 @@ def op_vnet_reserve(view: View, args: dict, cmd: dict, index: int) -> Result:
         text = _template_text(tmpl, fields, parent["secgroups"])
         child, mutations = objects.new(view, cmd, KIND, args["name"], text, fields)
         assert child["id"] == rid
-        ov.write(mutations)
-        ov.write(_cluster_members(ov, child["cids"], rid, add=True))
-        ov.write(_sync_secgroups(ov, rid, [], all_secgroups(child)))
+        ov.add(mutations)
+        ov.add(_cluster_members(ov, child["cids"], rid, add=True))
+        ov.add(_sync_secgroups(ov, rid, [], all_secgroups(child)))
     else:
         rid = existing["id"]
         child_ar = leases.reservation_ar(ar, first, size, existing["next_ar_id"])
         _check_overlap(existing["ars"], child_ar)
         new = {**_with_ars(existing, [*existing["ars"], child_ar])}
         new["next_ar_id"] = child_ar["ar_id"] + 1
-        ov.write(objects.put(view, KIND, new, existing))
-        ov.write(_sync_secgroups(ov, rid, all_secgroups(existing), all_secgroups(new)))
+        ov.add(objects.put(view, KIND, new, existing))
+        ov.add(_sync_secgroups(ov, rid, all_secgroups(existing), all_secgroups(new)))
         child = new
     taken = leases.with_leases(ar, list(range(first, first + size)), {"vnet": rid})
-    ov.write(objects.put(ov, KIND, _replace_ar(parent, taken), parent))
+    ov.add(objects.put(ov, KIND, _replace_ar(parent, taken), parent))
     # As OpenNebula: the reservation's owner is charged the leases of the parent network.
-    ov.write(quota.charge(ov, child["uid"], child["gid"], _leases_usage(pid, size)))
+    ov.add(quota.charge(ov, child["uid"], child["gid"], _leases_usage(pid, size)))
     return ov.mutations, ok({"id": rid})
 
 

@@ -22,6 +22,7 @@ from raftcore.commands import ErrorCode, ok
 from raftcore.leases import ADDRESS_ATTRS
 from raftcore.ops import vnets
 from raftcore.ops.common import (
+    Overlay,
     Reject,
     Result,
     View,
@@ -103,7 +104,7 @@ def op_vrouter_allocate(view: View, args: dict, cmd: dict, index: int) -> Result
         *(objects.auth(vnets.KIND, r, "USE") for r in networks.values()),
     )
     rid, _ = next_id(view, f"obj:{KIND}")
-    ov = vnets.Overlay(view)
+    ov = Overlay(view)
     nics = []
     stored = tmpl.copy()
     stored.remove("NAME")
@@ -115,18 +116,18 @@ def op_vrouter_allocate(view: View, args: dict, cmd: dict, index: int) -> Result
             attrs, mutations = vnets.lease_address(
                 ov, cmd, vid, (KIND, rid), request, owner=(uid, gid), arg=f"NIC {n}: NETWORK_ID"
             )
-            ov.write(mutations)
+            ov.add(mutations)
             nic.update({k.lower(): attrs[k] for k in _LEASED if k in attrs})
             nic["ar_id"] = int(attrs["AR_ID"])
             shown.update({k: attrs[k] for k in _LEASED if k in attrs})
         nics.append(nic)
         stored.append("NIC", shown)
     for vid in sorted(networks):
-        ov.write(vnets.add_vrouter(ov, vid, rid))
+        ov.add(vnets.add_vrouter(ov, vid, rid))
     text = template.render(stored)
     record, mutations = objects.new(ov, cmd, KIND, name, text, {"nics": nics, "vms": []})
     assert record["id"] == rid
-    ov.write(mutations)
+    ov.add(mutations)
     return ov.mutations, ok({"id": rid})
 
 
@@ -140,17 +141,17 @@ def op_vrouter_delete(view: View, args: dict, cmd: dict, index: int) -> Result:
             ErrorCode.ACTION,
             f"virtual router {record['id']} still has VMs {vms}: terminate them first",
         )
-    ov = vnets.Overlay(view)
+    ov = Overlay(view)
     owner = (record["uid"], record["gid"])
     for nic in record["nics"]:
         if nic["floating_ip"] and "mac" in nic:
             lease = {"MAC": nic["mac"], "AR_ID": str(nic["ar_id"])}
             holder = (KIND, record["id"])
-            ov.write(vnets.release_address(ov, nic["network_id"], holder, lease, owner))
+            ov.add(vnets.release_address(ov, nic["network_id"], holder, lease, owner))
     for vid in sorted({nic["network_id"] for nic in record["nics"]}):
         if objects.find(ov, vnets.KIND, vid) is not None:
-            ov.write(vnets.add_vrouter(ov, vid, record["id"], add=False))
-    ov.write(objects.remove(KIND, record))
+            ov.add(vnets.add_vrouter(ov, vid, record["id"], add=False))
+    ov.add(objects.remove(KIND, record))
     return ov.mutations, ok()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from raftcore import schema
 from raftcore.ops import vnets
-from raftcore.ops.common import Reject
+from raftcore.ops.common import Overlay, Reject
 from tests.netkit import ALICE, USERS_GID, booted, ip4, lease, net, quota_used, rec, release
 from tests.netkit import rule as add_rule
 
@@ -429,12 +429,12 @@ def test_lease_needs_use_and_respects_quota(z):
 
 def test_several_leases_in_one_command_use_an_overlay(z):
     vid = net(z, ars=ip4("10.0.0.1", 4))
-    ov = vnets.Overlay(z.view())
+    ov = Overlay(z.view())
     cmd = {"uid": 0, "ts": 1}
     ips = []
     for vm in (1, 2):
         nic, mutations = vnets.lease_for_vm(ov, cmd, vid, vm, {})
-        ov.write(mutations)
+        ov.add(mutations)
         ips.append(nic["IP"])
     assert ips == ["10.0.0.1", "10.0.0.2"]
     from tests.statekit import write
