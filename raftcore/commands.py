@@ -60,6 +60,7 @@ OPS = frozenset(
         "obj.update",
         "cluster.allocate",
         "cluster.delete",
+        "vm.update",
         "template.allocate",
         "template.delete",
         "template.clone",

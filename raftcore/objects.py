@@ -129,7 +129,7 @@ KINDS: dict[str, Kind] = {
                 " reboot reboot-hard hold release stop suspend resume resched unresched"
                 " deploy migrate recover disk-attach disk-detach nic-attach nic-detach"
                 " disk-snapshot-create disk-snapshot-revert disk-snapshot-delete resize"
-                " sched-add sched-update sched-delete".split()
+                " sched-add sched-update sched-delete update".split()
             ),
         ),
         Kind("vmgroup", "VMGROUP", "VM group"),

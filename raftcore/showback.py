@@ -111,11 +111,12 @@ def vm_showback(vm: dict, month: Month, now: int) -> dict | None:
         "gid": vm["gid"],
         "year": month.year,
         "month": month.month,
-        "hours": round(hours, 6),
-        "cpu_cost": round(cpu, 6),
-        "memory_cost": round(memory, 6),
-        "disk_cost": round(disk, 6),
-        "total_cost": round(cpu + memory + disk, 6),
+        # Unrounded: short runs cost fractions of a cent; rounding is for display.
+        "hours": hours,
+        "cpu_cost": cpu,
+        "memory_cost": memory,
+        "disk_cost": disk,
+        "total_cost": cpu + memory + disk,
     }
 
 
@@ -141,7 +142,7 @@ def totals(rows: Iterable[dict], by: str) -> list[dict]:
             k, {by: r[by], "year": r["year"], "month": r["month"], "vms": 0, "total_cost": 0.0}
         )
         t["vms"] += 1
-        t["total_cost"] = round(t["total_cost"] + r["total_cost"], 6)
+        t["total_cost"] += r["total_cost"]
     return [acc[k] for k in sorted(acc)]
 
 

@@ -7,6 +7,7 @@ clusters in `cids`).
 
 from raftcore import objects
 from raftcore.commands import ErrorCode, ok
+from raftcore.ops import vdcs
 from raftcore.ops.common import Reject, Result, View, arg_int, check_args, require
 from raftcore.ops.tenancy import arg_template
 
@@ -35,7 +36,7 @@ def op_cluster_delete(view: View, args: dict, cmd: dict, index: int) -> Result:
             ErrorCode.ACTION,
             f"cluster {record['id']} is not empty ({', '.join(left)}): remove them first",
         )
-    return objects.remove(KIND, record), ok()
+    return [*vdcs.forget(view, KIND, record["id"]), *objects.remove(KIND, record)], ok()
 
 
 HANDLERS = {"cluster.allocate": op_cluster_allocate, "cluster.delete": op_cluster_delete}

@@ -25,6 +25,7 @@ from typing import Any
 
 from raftcore import objects, schema, template
 from raftcore.commands import ErrorCode, ok
+from raftcore.ops import vdcs
 from raftcore.ops.cluster_members import cluster_updates
 from raftcore.ops.common import (
     Mutation,
@@ -284,6 +285,7 @@ def op_datastore_delete(view: View, args: dict, cmd: dict, index: int) -> Result
         )
     mutations = objects.remove(KIND, ds)
     mutations += cluster_updates(view, KIND, ds["id"], remove=tuple(ds["cids"]))
+    mutations += vdcs.forget(view, KIND, ds["id"])
     return mutations, ok()
 
 

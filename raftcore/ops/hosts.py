@@ -30,6 +30,7 @@ from typing import Any
 
 from raftcore import objects, template
 from raftcore.commands import ErrorCode, ok
+from raftcore.ops import vdcs
 from raftcore.ops.common import (
     Mutation,
     Reject,
@@ -365,6 +366,7 @@ def op_host_delete(view: View, args: dict, cmd: dict, index: int) -> Result:
         if cluster is not None:
             updated = {**cluster, "hosts": listed(cluster["hosts"], host["id"], False)}
             mutations += objects.put(view, "cluster", updated, cluster)
+    mutations += vdcs.forget(view, KIND, host["id"])
     return mutations + objects.remove(KIND, host), ok()
 
 

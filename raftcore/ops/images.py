@@ -248,6 +248,11 @@ def _snapshots_size(image: dict) -> int:
     return sum(s["size"] for s in image["snapshots"])
 
 
+def held_quota(view: View, image: dict) -> dict:
+    """What the image holds of its owner's quota (moved with it by obj.chown)."""
+    return _usage(image["ds_id"], image["size_mb"] + _snapshots_size(image), 1)
+
+
 def _caller_gid(view: View, cmd: dict) -> int:
     user = view.get(schema.USERS, schema.id_key(cmd["uid"])) if cmd["uid"] >= 0 else None
     return user["gid"] if user else 0

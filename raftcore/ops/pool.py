@@ -2,9 +2,12 @@
 kind in raftcore.objects.KINDS. Kind-specific operations (allocate, delete, actions)
 live in their kind's module."""
 
-from raftcore import objects, perms, schema
+from raftcore import objects, perms, quota, schema
 from raftcore.commands import ok
+from raftcore.ops import images, vnets
 from raftcore.ops.common import (
+    Mutation,
+    Overlay,
     Result,
     View,
     arg_int,
@@ -54,7 +57,25 @@ def op_chown(view: View, args: dict, cmd: dict, index: int) -> Result:
         new["gid"] = gid
     require(view, cmd, *requests)
     objects.check_unique(view, kind, new["name"], new["uid"], new["id"])
-    return objects.put(view, kind, new, record), ok()
+    return [*_move_quota(view, kind, record, new), *objects.put(view, kind, new, record)], ok()
+
+
+# Kinds whose objects hold quota usage that follows their owner (OpenNebula's chown moves
+# it). A VM records whom it charged (quota_uid/gid) and releases from them at the end.
+_HELD_QUOTA = {"image": images.held_quota, "vnet": vnets.held_quota}
+
+
+def _move_quota(view: View, kind: str, old: dict, new: dict) -> list[Mutation]:
+    """Release the object's usage from its old owner and group and charge the new ones
+    (checked against their limits: a chown cannot push anyone over quota)."""
+    held = _HELD_QUOTA.get(kind)
+    usage = held(view, old) if held else None
+    if not usage or (old["uid"], old["gid"]) == (new["uid"], new["gid"]):
+        return []
+    ov = Overlay(view)
+    ov.add(quota.release(ov, old["uid"], old["gid"], usage))
+    ov.add(quota.charge(ov, new["uid"], new["gid"], usage))
+    return ov.mutations
 
 
 def op_chmod(view: View, args: dict, cmd: dict, index: int) -> Result:

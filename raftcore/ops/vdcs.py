@@ -20,6 +20,7 @@ from raftcore.commands import ErrorCode, ok
 from raftcore.ops.acls import drop_rule, find_same, store_rule
 from raftcore.ops.common import (
     Mutation,
+    Overlay,
     Reject,
     Result,
     View,
@@ -164,6 +165,23 @@ def _resource_op(resource: str, add: bool):
         return _change(view, cmd, vdc, {**vdc, resource: new_entries})
 
     return handler
+
+
+def forget(view: View, member_kind: str, oid: int) -> list[Mutation]:
+    """A cluster, host, datastore or vnet of this zone is deleted: take it out of every
+    VDC (and the rules it implied), in the deleting command, so no VDC names a missing
+    object and no rule outlives it."""
+    resource = next(r for r, (k, _) in RESOURCES.items() if k == member_kind)
+    gone = {"zone": THIS_ZONE, "id": oid}
+    mutations: list[Mutation] = []
+    ov = Overlay(view)
+    for vdc in list(objects.all_of(view, KIND)):
+        if gone in vdc[resource]:
+            new = {**vdc, resource: [e for e in vdc[resource] if e != gone]}
+            ov.add(_sync_rules(ov, vdc, new))
+            ov.add(objects.put(ov, KIND, new, vdc))
+    mutations += ov.mutations
+    return mutations
 
 
 HANDLERS = {

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from raftcore import lifecycle, objects
+from raftcore import lifecycle, objects, template
 from raftcore.commands import ErrorCode, ok
 from raftcore.ops import vmcore
 from raftcore.ops.common import (
@@ -38,7 +38,7 @@ from raftcore.ops.common import (
     check_args,
     require,
 )
-from raftcore.ops.tenancy import arg_template
+from raftcore.ops.tenancy import arg_template, updated_template
 from raftcore.ops.vmcore import KIND, REASON_USER
 
 SYSTEM_UID = -1  # the front-ends themselves (scheduler, reconciler)
@@ -283,8 +283,24 @@ def op_vm_outcome(view: View, args: dict, cmd: dict, index: int) -> Result:
     return ov.mutations, ok()
 
 
+def op_vm_update(view: View, args: dict, cmd: dict, index: int) -> Result:
+    """OpenNebula's `onevm update`: the VM's USER_TEMPLATE. What the VM is (capacity,
+    disks, costs: its TEMPLATE) changes only through its actions."""
+    vm = objects.get(view, KIND, arg_int(args, "id"))
+    text = updated_template(args, {"template": vm["user_template"]})
+    system = sorted({k for k, _ in template.parse(text)} & vmcore.SYSTEM_ATTRS)
+    if system:
+        raise bad(
+            f"{', '.join(system)}: part of the VM's TEMPLATE, which update does not change "
+            "(update edits the USER_TEMPLATE)"
+        )
+    require(view, cmd, objects.auth(KIND, vm, "MANAGE"))
+    return objects.put(view, KIND, {**vm, "user_template": text}, vm), ok()
+
+
 HANDLERS = {
     "vm.allocate": op_vm_allocate,
+    "vm.update": op_vm_update,
     **{f"vm.{a}": _simple(a) for a in SIMPLE_ACTIONS},
     "vm.deploy": op_vm_deploy,
     "vm.migrate": op_vm_migrate,

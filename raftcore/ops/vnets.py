@@ -36,6 +36,7 @@ from typing import Any
 from raftcore import leases, objects, quota, schema, template
 from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode, ok
+from raftcore.ops import vdcs
 from raftcore.ops.common import (
     Mutation,
     Overlay,
@@ -683,6 +684,22 @@ def op_vnet_allocate(view: View, args: dict, cmd: dict, index: int) -> Result:
     return mutations, ok({"id": vid})
 
 
+def held_quota(view: View, vnet: dict) -> dict | None:
+    """What a reservation holds of its owner's quota (the parent's leases it took);
+    None for a network that is not a reservation. Moved with it by obj.chown."""
+    if vnet["parent_network"] == NO_PARENT:
+        return None
+    parent = objects.find(view, KIND, vnet["parent_network"])
+    mine = ("vnet", vnet["id"])
+    count = sum(
+        1
+        for ar in (parent or {}).get("ars", ())
+        for lease in ar["leases"]
+        if leases.holder(lease) == mine
+    )
+    return _leases_usage(vnet["parent_network"], count) if count else None
+
+
 def _free_reserved(
     view: View, child: dict, only_ar: dict | None = None
 ) -> tuple[list[Mutation], int]:
@@ -737,6 +754,7 @@ def op_vnet_delete(view: View, args: dict, cmd: dict, index: int) -> Result:
     mutations += _release_vlan(view, record)
     mutations += _cluster_members(view, record["cids"], vid, add=False)
     mutations += _sync_secgroups(view, vid, all_secgroups(record), [])
+    mutations += vdcs.forget(view, KIND, vid)
     return mutations, ok()
 
 

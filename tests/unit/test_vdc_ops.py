@@ -96,3 +96,15 @@ def test_refusals(z):
     z.fails("vdc.addcluster", {"id": vid, "cluster": 1}, 1, "AUTHORIZATION")
     z.fails("vdc.allocate", {"name": "w"}, 1, "AUTHORIZATION")
     z.fails("vdc.delete", {"id": 77}, 0, "NO_EXISTS", "VDC 77 does not exist")
+
+
+def test_deleting_a_resource_takes_it_out_of_every_vdc(z):
+    vid = z.ok("vdc.allocate", {"name": "v"})["id"]
+    z.ok("vdc.addgroup", {"id": vid, "group": DEV})
+    z.ok("vdc.addcluster", {"id": vid, "cluster": 1})
+    assert authz.allowed(z.view(), 1, host_in(1))
+    z.ok("cluster.delete", {"id": 1})
+    vdcs = [r for k, r in z.state["objects"].items() if k.startswith(b"vdc\0")]
+    assert [v["clusters"] for v in vdcs] == [[]]
+    assert not any(f"@{DEV}" in r for r in rules(z))
+    assert not authz.allowed(z.view(), 1, host_in(1))

@@ -108,7 +108,9 @@ def test_the_cases_cover_every_client_action():
         "backup-cancel", "restore",
     }  # fmt: skip
     assert exposed == events
+    # the others do not move the life-cycle: scheduled actions, the user template
     actions = {c[0] for c in ACTION_CASES} | {"sched-add", "sched-update", "sched-delete"}
+    actions |= {"update"}
     assert objects.KINDS["vm"].actions == actions
     assert "outcome" not in objects.KINDS["vm"].actions
 

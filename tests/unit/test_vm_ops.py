@@ -93,7 +93,8 @@ def test_allocate_record_and_text(z):
     )
     assert 'CPU_COST = "0.2"' in vm["template"] and "NAME" not in vm["template"]
     assert 'DISK_ID = "1"' in vm["template"] and 'IP = "10.0.0.5"' in vm["template"]
-    assert vm["user_template"] == 'CPU_COST = "0.2"\nDESCRIPTION = "front"\n'
+    # costs belong to the VM's TEMPLATE (what showback charges), not to its owner's part
+    assert vm["user_template"] == 'DESCRIPTION = "front"\n'
     assert rec(z, "image", IMAGE)["vms"] == [v]
     assert rec(z, "vnet", NET)["used_leases"] == 1
     used = _quota(z, "u", ALICE)

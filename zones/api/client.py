@@ -32,7 +32,8 @@ CHANNEL_OPTIONS = [
     # (gRPC's default backoff starts at 1 s and grows to 120 s).
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
-    ("grpc.max_receive_message_length", 8 << 20),
+    # A whole pool listing (OpenNebula's vmpool.info) of 100,000 VMs is ~40 MiB.
+    ("grpc.max_receive_message_length", 256 << 20),
     ("grpc.max_send_message_length", 8 << 20),
 ]
 

@@ -46,9 +46,11 @@ from zones.api.zone_service import ZoneService
 
 log = logging.getLogger(__name__)
 
-# Room for a 1 MiB KV value plus envelope, so an oversized value gets our own clear
-# INVALID_ARGUMENT instead of gRPC's generic RESOURCE_EXHAUSTED.
+# Requests: room for a 1 MiB KV value or template plus envelope, so an oversized one gets
+# our own clear INVALID_ARGUMENT instead of gRPC's generic RESOURCE_EXHAUSTED.
 MAX_MESSAGE = 8 << 20
+# Replies: a whole pool listing (vmpool.info of 100,000 VMs is ~40 MiB).
+MAX_REPLY = 256 << 20
 
 SERVICE_NAMES = tuple(
     module.DESCRIPTOR.services_by_name[name].full_name
@@ -122,7 +124,7 @@ class ApiServer:
             migration_thread_pool=self._pool,
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
-                ("grpc.max_send_message_length", MAX_MESSAGE),
+                ("grpc.max_send_message_length", MAX_REPLY),
                 ("grpc.so_reuseport", 0),
             ],
             maximum_concurrent_rpcs=workers * 16,
