@@ -116,3 +116,26 @@ def test_template_instantiate_and_vmgroup(admin):
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "has VMs" in details
     _action(admin, "vm", vid, "terminate")
     admin.pool.Delete(pool_pb2.PoolDeleteRequest(kind="vmgroup", id=gid))
+
+
+def test_templates_as_structured_maps(admin):
+    from google.protobuf import struct_pb2
+
+    def struct(data: dict) -> struct_pb2.Struct:
+        s = struct_pb2.Struct()
+        s.update(data)
+        return s
+
+    data = {"NAME": "mapped", "CPU": 1, "MEMORY": 128, "LABELS": ["a", "b"]}
+    vid = admin.pool.Allocate(pool_pb2.AllocateRequest(kind="vm", template_map=struct(data))).id
+    info = admin.pool.Info(pool_pb2.PoolInfoRequest(kind="vm", id=vid))
+    assert info.name == "mapped" and 'CPU = "1"' in info.template
+    assert dict(info.template_map)["CPU"] == "1"
+    both = pool_pb2.AllocateRequest(kind="vm", template=TEMPLATE, template_map=struct(data))
+    code, details = _code(lambda: admin.pool.Allocate(both))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "not both" in details
+    nested = struct({"DISK": {"IMAGE": {"deep": 1}}})
+    code, details = _code(
+        lambda: admin.pool.Allocate(pool_pb2.AllocateRequest(kind="vm", template_map=nested))
+    )
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and "template_map" in details

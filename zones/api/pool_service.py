@@ -9,7 +9,9 @@ of the kind); each candidate is then checked with raftcore.authz (USE).
 
 from __future__ import annotations
 
-from raftcore import acl, authz, codec, objects, perms, schema
+from google.protobuf import json_format, struct_pb2
+
+from raftcore import acl, authz, codec, objects, perms, schema, template
 from zones.api.auth import Caller
 from zones.api.core import Api, Rpc, rid_accessors
 from zones.api.errors import invalid, not_found
@@ -61,7 +63,17 @@ def object_message(view, kind: str, record: dict, raw: bytes) -> pool_pb2.PoolOb
         template=record.get("template", ""),
         regtime_unix_ms=record.get("regtime", 0),
         record=raw,
+        template_map=_template_map(record.get("template", "")),
     )
+
+
+def _template_map(text: str) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    try:
+        out.update(template.parse(text).to_dict())
+    except template.TemplateError:
+        pass  # stored templates are canonical; an unparsable one shows as text only
+    return out
 
 
 def _info(api: Api, request, context, caller: Caller) -> pool_pb2.PoolObject:
@@ -176,12 +188,37 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+def _integral(value):
+    # Struct numbers are doubles: 2 arrives as 2.0, which a template must print as "2".
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
+def template_of(request) -> str:
+    """The request's template text: `template`, or `template_map` rendered as text."""
+    if not request.HasField("template_map"):
+        return request.template
+    if request.template:
+        raise invalid("give the template as text or as template_map, not both")
+    data = _integral(json_format.MessageToDict(request.template_map))
+    try:
+        return template.render(template.Template.from_dict(data))
+    except template.TemplateError as e:
+        raise invalid(f"template_map: {e}") from None
+
+
 def _allocate_args(r: pool_pb2.AllocateRequest) -> dict:
     args: dict = {}
     if r.name:
         args["name"] = r.name
-    if r.template:
-        args["template"] = r.template
+    text = template_of(r)
+    if text:
+        args["template"] = text
     if r.HasField("cluster_id"):
         args["cluster"] = r.cluster_id
     if r.HasField("datastore_id"):
@@ -220,7 +257,7 @@ def _check_action(r: pool_pb2.ActionRequest) -> None:
 
 
 def _update(api: Api, request, context, caller: Caller) -> common_pb2.Ack:
-    args = {"id": request.id, "template": request.template, "append": request.append}
+    args = {"id": request.id, "template": template_of(request), "append": request.append}
     if "update" in objects.KINDS[request.kind].actions:
         op = f"{request.kind}.update"
     else:
