@@ -114,6 +114,7 @@ OPS = frozenset(
         "vrouter.allocate",
         "vrouter.delete",
         "vrouter.update",
+        "vrouter.instantiate",
         "datastore.allocate",
         "datastore.delete",
         "datastore.enable",

@@ -114,7 +114,7 @@ KINDS: dict[str, Kind] = {
             ),
         ),
         Kind("secgroup", "SECGROUP", "security group", actions=frozenset({"update"})),
-        Kind("vrouter", "VROUTER", "virtual router", actions=frozenset({"update"})),
+        Kind("vrouter", "VROUTER", "virtual router", actions=frozenset({"update", "instantiate"})),
         Kind("template", "TEMPLATE", "template", actions=frozenset({"clone", "instantiate"})),
         Kind(
             "vm",

@@ -16,6 +16,8 @@ The VM record (raftcore.objects' common fields plus; showback/accounting read it
     stime, etime (0 until DONE), deploy_id ("one-<id>" while on a host)
     sched_actions [raftcore.schedule records], next_sched_id
     vmgroup {"id", "role"} | None, template_id (int | None)
+    vrouter_id  the virtual router the VM serves (vrouter.instantiate), or None; it
+              leaves the router's "vms" at DONE
     intent  the side effect the reconciler must drive now (lifecycle), or None
     resched the scheduler should move the VM (lifecycle.Transition.resched)
     user_template  the template's non-system attributes (text)
@@ -75,7 +77,7 @@ REASON_NONE, REASON_ERROR, REASON_USER = 0, 1, 2
 SYSTEM_ATTRS = frozenset(
     "CPU VCPU MEMORY DISK NIC NIC_ALIAS NIC_DEFAULT OS FEATURES GRAPHICS INPUT CONTEXT RAW"
     " SCHED_ACTION VMGROUP TEMPLATE_ID VMID NAME CPU_MODEL NUMA_NODE TOPOLOGY PCI"
-    " SPICE_OPTIONS VIDEO MEMORY_SLOTS HYPERVISOR AUTOMATIC_REQUIREMENTS"
+    " SPICE_OPTIONS VIDEO MEMORY_SLOTS HYPERVISOR AUTOMATIC_REQUIREMENTS VROUTER_ID"
     # What showback charges: set by the VM template, not by the VM's owner afterwards.
     " CPU_COST MEMORY_COST DISK_COST".split()
 )
@@ -529,11 +531,13 @@ def create(
     hold: bool,
     name: str | None = None,
     template_id: int | None = None,
+    vrouter_id: int | None = None,
     extra_auth: tuple[AuthRequest, ...] = (),
 ) -> tuple[dict, list[Mutation]]:
     """A new VM from complete template text (allocate, instantiate): checked, authorized
     (CREATE VM in the caller's group, USE on its images, networks and VM group, plus
-    `extra_auth`), its images acquired, leases taken, VM group joined, quotas charged."""
+    `extra_auth`), its images acquired, leases taken, VM group joined, quotas charged.
+    `vrouter_id`: a virtual router's VM (the caller lists it in the router)."""
     t = parse_text(text)
     spec = check_template(t, complete=True, now_ms=cmd["ts"])
     ov = Overlay(view)
@@ -580,6 +584,10 @@ def create(
     t.set("VMID", str(vm_id))
     if template_id is not None:
         t.set("TEMPLATE_ID", str(template_id))
+    # VROUTER_ID tells what the VM is: only vrouter.instantiate may set it.
+    t.remove("VROUTER_ID")
+    if vrouter_id is not None:
+        t.set("VROUTER_ID", str(vrouter_id))
     stored = edit_vectors(
         template.render(t),
         "DISK",
@@ -615,6 +623,7 @@ def create(
         "next_nic_id": len(nics),
         "vmgroup": vmgroup,
         "template_id": template_id,
+        "vrouter_id": vrouter_id,
         "intent": None,
         "resched": False,
         "user_template": user_template(t),
@@ -922,8 +931,18 @@ def _release_all(ov: Overlay, vm: dict, ts: int) -> None:
         release_nic(ov, vm, nic)
     if vm.get("vmgroup"):
         ov.add(vmgroups.leave(ov, vm["vmgroup"]["id"], vm["vmgroup"]["role"], vm["id"]))
+    _leave_vrouter(ov, vm)
     ov.add(quota.release(ov, vm["quota_uid"], vm["quota_gid"], {"VM": vm_usage(vm)}))
     vm.update(etime=ts, intent=None, resched=False, pending_op=None)
+
+
+def _leave_vrouter(ov: Overlay, vm: dict) -> None:
+    # OpenNebula's DispatchManager::done: a router's VM leaves the router's VMS (so the
+    # router can be deleted once all its VMs are gone).
+    rid = vm.get("vrouter_id")
+    router = objects.find(ov, "vrouter", rid) if rid is not None else None
+    if router is not None and vm["id"] in router["vms"]:
+        ov.put("vrouter", {**router, "vms": [v for v in router["vms"] if v != vm["id"]]})
 
 
 # --- the one way a VM moves -----------------------------------------------------------
