@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from raftcore import lifecycle
+from tests.conftest import run_cli
 from zones.cli import onetemplate, onevm, onevmgroup
 
 H = 3_600_000
@@ -240,85 +241,69 @@ def test_onetemplate_and_onevmgroup_rendering():
 # --- end to end -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def env(zone, monkeypatch, tmp_path):
-    auth = tmp_path / "one_auth_cli"
-    auth.write_text(f"oneadmin:{zone.password}\n")
-    monkeypatch.setenv("ONE_AUTH", str(auth))
-    monkeypatch.setenv("ONE_ENDPOINT", zone.endpoint)
-    monkeypatch.delenv("ONE_TOKEN", raising=False)
-    return zone
-
-
-def _run(mod, capsys, *argv) -> tuple[int, str, str]:
-    rc = mod.main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
-def test_end_to_end(env, capsys, tmp_path):
+def test_end_to_end(cli_env, capsys, tmp_path):
     from tests.conftest import wait_until
     from zones.cli import pool
     from zones.cli.common import Session
 
-    session = Session([env.endpoint], "oneadmin", env.password, 10)
+    session = Session([cli_env.endpoint], "oneadmin", cli_env.password, 10)
     wait_until(lambda: pool.list_records(session, "cluster"), what="cluster 0")
     session.close()
 
     tfile = tmp_path / "small.tmpl"
     tfile.write_text('NAME = "small"\nCPU = "1"\nMEMORY = "256"\nCPU_COST = "0.5"\n')
-    rc, out, err = _run(onetemplate, capsys, "create", str(tfile))
+    rc, out, err = run_cli(onetemplate, capsys, "create", str(tfile))
     assert rc == 0 and out.strip() == "ID: 0", err
-    rc, out, err = _run(
+    rc, out, err = run_cli(
         onetemplate, capsys, "instantiate", "small", "--name", "web-%i", "--multiple", "2", "--hold"
     )
     assert rc == 0 and out.split() == ["VM", "ID:", "0", "VM", "ID:", "1"], err
-    rc, out, _ = _run(onetemplate, capsys, "list")
+    rc, out, _ = run_cli(onetemplate, capsys, "list")
     assert _lines(out)[1].split()[:4] == ["0", "oneadmin", "oneadmin", "small"]
 
-    rc, out, _ = _run(onevm, capsys, "list")
+    rc, out, _ = run_cli(onevm, capsys, "list")
     rows = [line.split() for line in _lines(out)[1:]]
     assert [(r[0], r[3], r[4]) for r in rows] == [("0", "web-0", "hold"), ("1", "web-1", "hold")]
-    rc, _, err = _run(onevm, capsys, "release", "web-0", "web-1", "-v")
+    rc, _, err = run_cli(onevm, capsys, "release", "web-0", "web-1", "-v")
     assert rc == 0, err
-    rc, out, _ = _run(onevm, capsys, "list", "-j")
+    rc, out, _ = run_cli(onevm, capsys, "list", "-j")
     assert [lifecycle.state_str(v["state"], v["lcm_state"]) for v in json.loads(out)] == [
         "PENDING",
         "PENDING",
     ]
 
-    rc, _, err = _run(onevm, capsys, "resize", "0", "--cpu", "2", "--memory", "512")
+    rc, _, err = run_cli(onevm, capsys, "resize", "0", "--cpu", "2", "--memory", "512")
     assert rc == 0, err
     sched = tmp_path / "sched"
     sched.write_text('ACTION = "terminate"\nTIME = "+600"\n')
-    rc, out, err = _run(onevm, capsys, "sched-add", "0", str(sched))
+    rc, out, err = run_cli(onevm, capsys, "sched-add", "0", str(sched))
     assert rc == 0 and "SCHED_ID: 0" in out, err
-    rc, out, _ = _run(onevm, capsys, "show", "0")
+    rc, out, _ = run_cli(onevm, capsys, "show", "0")
     lines = _lines(out)
     assert lines[0] == "VIRTUAL MACHINE 0 INFORMATION" and "CPU             : 2" in lines
     assert "terminate" in lines[lines.index("SCHEDULED ACTIONS") + 2]
-    rc, out, _ = _run(onevm, capsys, "show", "web-1", "--yaml")
+    rc, out, _ = run_cli(onevm, capsys, "show", "web-1", "--yaml")
     assert yaml.safe_load(out)["template_id"] == 0
 
     # wrong state: the table's refusal; bad input: the argument named
-    rc, _, err = _run(onevm, capsys, "poweroff", "0")
+    rc, _, err = run_cli(onevm, capsys, "poweroff", "0")
     assert rc == 1 and "[FAILED_PRECONDITION] action poweroff not allowed in state PENDING" in err
-    rc, _, err = _run(onevm, capsys, "deploy", "0", "99")
+    rc, _, err = run_cli(onevm, capsys, "deploy", "0", "99")
     assert rc == 1 and "[INVALID_ARGUMENT]" in err and "host 99 does not exist" in err
-    rc, _, err = _run(onevm, capsys, "recover", "1", "--delete")
+    rc, _, err = run_cli(onevm, capsys, "recover", "1", "--delete")
     assert rc == 0, err
-    rc, _, err = _run(onevm, capsys, "terminate", "--hard", "0")
+    rc, _, err = run_cli(onevm, capsys, "terminate", "--hard", "0")
     assert rc == 0, err
-    rc, out, _ = _run(onevm, capsys, "list")
+    rc, out, _ = run_cli(onevm, capsys, "list")
     assert [line.split()[4] for line in _lines(out)[1:]] == ["done", "done"]
 
     gfile = tmp_path / "group"
     gfile.write_text('NAME = "app"\nROLE = [ NAME = "web" ]\n')
-    rc, out, err = _run(onevmgroup, capsys, "create", str(gfile))
+    rc, out, err = run_cli(onevmgroup, capsys, "create", str(gfile))
     assert rc == 0 and out.strip() == "ID: 0", err
-    rc, out, _ = _run(onevmgroup, capsys, "show", "app")
+    rc, out, _ = run_cli(onevmgroup, capsys, "show", "app")
     assert _lines(out)[0] == "VM GROUP 0 INFORMATION"
-    rc, _, err = _run(onevmgroup, capsys, "delete", "app")
+    rc, _, err = run_cli(onevmgroup, capsys, "delete", "app")
     assert rc == 0, err
-    rc, _, err = _run(onetemplate, capsys, "delete", "small")
+    rc, _, err = run_cli(onetemplate, capsys, "delete", "small")
     assert rc == 0, err

@@ -10,7 +10,7 @@ import pytest
 
 from raftcore import leases
 from raftcore import template as tmpl
-from tests.conftest import wait_until
+from tests.conftest import run_cli, wait_until
 from zones.api.gen import pool_pb2
 from zones.cli import onesecgroup, onevnet, onevrouter
 from zones.cli.common import CliError, render
@@ -191,15 +191,9 @@ def test_secgroup_and_vrouter_rendering():
 # --- end to end ----------------------------------------------------------------------------
 
 
-def _run(mod, capsys, *argv) -> tuple[int, str, str]:
-    rc = mod.main(list(argv))
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
-
-
 def test_end_to_end(cli_env, capsys, tmp_path):
     def default_sg() -> bool:
-        rc, out, _ = _run(onesecgroup, capsys, "list", "--json")
+        rc, out, _ = run_cli(onesecgroup, capsys, "list", "--json")
         return rc == 0 and any(r["id"] == 0 for r in json.loads(out))
 
     wait_until(default_sg, what="security group 0")
@@ -207,53 +201,53 @@ def test_end_to_end(cli_env, capsys, tmp_path):
     sg_file.write_text(
         'NAME = "web"\nRULE = [ PROTOCOL = TCP, RULE_TYPE = inbound, RANGE = "22" ]\n'
     )
-    rc, out, err = _run(onesecgroup, capsys, "create", str(sg_file))
+    rc, out, err = run_cli(onesecgroup, capsys, "create", str(sg_file))
     assert rc == 0, err
     sid = int(out.split()[1])
-    rc, out, _ = _run(onesecgroup, capsys, "show", "web")
+    rc, out, _ = run_cli(onesecgroup, capsys, "show", "web")
     assert rc == 0 and "Inbound" in out and "22" in out
 
     net_file = tmp_path / "net.txt"
     net_file.write_text(f'NAME = "pub"\nVN_MAD = "bridge"\nSECURITY_GROUPS = "{sid}"\n')
-    rc, out, err = _run(onevnet, capsys, "create", str(net_file), "--cluster", "default")
+    rc, out, err = run_cli(onevnet, capsys, "create", str(net_file), "--cluster", "default")
     assert rc == 0, err
     vid = int(out.split()[1])
-    assert _run(onevnet, capsys, "addar", "pub", "--ip", "10.0.0.1", "--size", "8")[0] == 0
-    assert _run(onevnet, capsys, "hold", "pub", "10.0.0.2")[0] == 0
-    rc, out, err = _run(onevnet, capsys, "hold", "pub", "10.0.0.2")
+    assert run_cli(onevnet, capsys, "addar", "pub", "--ip", "10.0.0.1", "--size", "8")[0] == 0
+    assert run_cli(onevnet, capsys, "hold", "pub", "10.0.0.2")[0] == 0
+    rc, out, err = run_cli(onevnet, capsys, "hold", "pub", "10.0.0.2")
     assert rc == 1 and "already on hold" in err
-    rc, out, err = _run(onevnet, capsys, "reserve", "pub", "mine", "-s", "2")
+    rc, out, err = run_cli(onevnet, capsys, "reserve", "pub", "mine", "-s", "2")
     assert rc == 0, err
     rid = int(out.split()[-1])
-    rc, out, _ = _run(onevnet, capsys, "list")
+    rc, out, _ = run_cli(onevnet, capsys, "list")
     rows = {line.split()[3]: line.split() for line in _lines(out)[1:]}
     assert rows["pub"][-1] == "3" and rows["mine"][-2] == f"onebr{vid}"
-    rc, out, _ = _run(onevnet, capsys, "show", "pub")
+    rc, out, _ = run_cli(onevnet, capsys, "show", "pub")
     assert "N:" in out and " H " in f" {out} "
-    rc, out, _ = _run(onevnet, capsys, "show", "pub", "--json")
+    rc, out, _ = run_cli(onevnet, capsys, "show", "pub", "--json")
     assert json.loads(out)["used_leases"] == 3 and json.loads(out)["uname"] == "oneadmin"
     update = tmp_path / "ar.txt"
     update.write_text('SIZE = "16"\n')
-    assert _run(onevnet, capsys, "updatear", "pub", "0", str(update))[0] == 0
+    assert run_cli(onevnet, capsys, "updatear", "pub", "0", str(update))[0] == 0
     nets = tmp_path / "upd.txt"
     nets.write_text('DNS = "9.9.9.9"\n')
-    assert _run(onevnet, capsys, "update", "pub", str(nets), "--append")[0] == 0
-    rc, _, err = _run(onesecgroup, capsys, "delete", "web")
+    assert run_cli(onevnet, capsys, "update", "pub", str(nets), "--append")[0] == 0
+    rc, _, err = run_cli(onesecgroup, capsys, "delete", "web")
     assert rc == 1 and "used by virtual networks" in err
 
     router = tmp_path / "vr.txt"
     router.write_text(f'NAME = "gw"\nNIC = [ NETWORK_ID = "{vid}", FLOATING_IP = "YES" ]\n')
-    rc, out, err = _run(onevrouter, capsys, "create", str(router))
+    rc, out, err = run_cli(onevrouter, capsys, "create", str(router))
     assert rc == 0, err
-    rc, out, _ = _run(onevrouter, capsys, "show", "gw")
+    rc, out, _ = run_cli(onevrouter, capsys, "show", "gw")
     assert "10.0.0.1" in out and "NICS" in out
-    assert _run(onevrouter, capsys, "delete", "gw")[0] == 0
+    assert run_cli(onevrouter, capsys, "delete", "gw")[0] == 0
 
-    assert _run(onevnet, capsys, "delete", str(rid))[0] == 0
-    assert _run(onevnet, capsys, "release", "pub", "10.0.0.2")[0] == 0
-    assert _run(onevnet, capsys, "rmar", "pub", "0")[0] == 0
-    assert _run(onevnet, capsys, "rename", "pub", "public")[0] == 0
-    assert _run(onevnet, capsys, "delete", "public")[0] == 0
-    assert _run(onesecgroup, capsys, "delete", "web")[0] == 0
-    rc, out, _ = _run(onevrouter, capsys, "list", "--yaml")
+    assert run_cli(onevnet, capsys, "delete", str(rid))[0] == 0
+    assert run_cli(onevnet, capsys, "release", "pub", "10.0.0.2")[0] == 0
+    assert run_cli(onevnet, capsys, "rmar", "pub", "0")[0] == 0
+    assert run_cli(onevnet, capsys, "rename", "pub", "public")[0] == 0
+    assert run_cli(onevnet, capsys, "delete", "public")[0] == 0
+    assert run_cli(onesecgroup, capsys, "delete", "web")[0] == 0
+    rc, out, _ = run_cli(onevrouter, capsys, "list", "--yaml")
     assert rc == 0 and out.strip() == "[]"

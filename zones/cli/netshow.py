@@ -10,8 +10,9 @@ from rich.text import Text
 
 from raftcore import perms
 from zones.api.gen import pool_pb2
+from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import Session
+from zones.cli.common import Session, emit
 
 Names = tuple[dict[int, str], dict[int, str]]
 
@@ -65,3 +66,26 @@ def template_section(title: str, text: str) -> list[Any]:
 def as_data(obj: pool_pb2.PoolObject, record: dict) -> dict:
     """--json / --yaml of `show`: the record with the owner's names and the permissions."""
     return {**record, "uname": obj.uname, "gname": obj.gname, "permissions": obj.permissions}
+
+
+def list_command(kind: str, render):
+    """`list`: the records as JSON/YAML, else the table `render(records, owner_names)`
+    (the names are looked up only for the table)."""
+
+    def cmd(args, session: Session) -> int:
+        records = pool.list_records(session, kind)
+        emit(args, records, lambda: [render(records, owner_names(session))])
+        return 0
+
+    return cmd
+
+
+def show_command(kind: str, dest: str, renderables):
+    """`show <dest>`: `as_data` as JSON/YAML, else `renderables(obj, record)`."""
+
+    def cmd(args, session: Session) -> int:
+        obj, record = pool.info(session, kind, pool.resolve(session, kind, getattr(args, dest)))
+        emit(args, as_data(obj, record), lambda: renderables(obj, record))
+        return 0
+
+    return cmd

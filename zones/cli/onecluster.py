@@ -26,7 +26,7 @@ from typing import Any
 
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import Session, add_global_args, emit, render, table
+from zones.cli.common import Session, emit, render, table
 
 PROG = "onecluster"
 KIND = "cluster"
@@ -125,9 +125,7 @@ def _membership(verb: str, kind: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage clusters.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage clusters.")
     t.finish(t.subparser(sub, "list", "list clusters (" + " ".join(LIST_COLUMNS) + ")", cmd_list))
     p = t.subparser(sub, "show", "show a cluster: resources, template, members", cmd_show)
     p.add_argument("cluster", help="cluster id or name")

@@ -28,7 +28,7 @@ from raftcore import perms
 from raftcore import template as tmpl
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.common import Session, emit, render, table
 
 PROG = "onedatastore"
 KIND = "datastore"
@@ -89,15 +89,7 @@ _RIGHT = ("ID", "SIZE", "IMAGES")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_rows(records: list[dict], columns: tuple[str, ...] = DEFAULT_COLUMNS) -> list[list]:
@@ -164,18 +156,12 @@ def render_show(record: dict, uname: str = "", gname: str = "") -> str:
 # --- commands ---------------------------------------------------------------------------------
 
 
-def cmd_list(args, session: Session) -> int:
-    columns = list_columns(args.list)
-    records = pool.list_records(session, KIND)
-    emit(args, records, lambda: [list_table(records, columns)])
-    return 0
-
-
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.datastore))
-    data = {**record, "uname": obj.uname, "gname": obj.gname}
-    emit(args, data, lambda: show_renderables(record, obj.uname, obj.gname))
-    return 0
+cmd_list = pool.list_command(
+    KIND, lambda session, records, cols: list_table(records, cols), list_columns
+)
+cmd_show = pool.show_command(
+    KIND, "datastore", lambda obj, record: show_renderables(record, obj.uname, obj.gname)
+)
 
 
 def cmd_create(args, session: Session) -> int:
@@ -188,30 +174,21 @@ def cmd_create(args, session: Session) -> int:
 
 
 def _status(action: str, word: str):
-    def cmd(args, session: Session) -> int:
-        for ref in args.datastores:
-            oid = pool.resolve(session, KIND, ref)
-            pool.action(session, KIND, oid, action)
-            t.done(args, {"id": oid, "status": action}, f"DATASTORE {oid}: {word}")
-        return 0
-
-    return cmd
+    return pool.for_each(KIND, "DATASTORE", action, word, lambda oid: {"id": oid, "status": action})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage datastores.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage datastores.")
 
-    p = t.subparser(sub, "list", "list datastores (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list)
-    p.add_argument(
-        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
+    pool.add_list(sub, "list datastores (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list, _CELLS)
+
+    pool.add_show(
+        sub,
+        "show a datastore: capacity, template, images",
+        cmd_show,
+        "datastore",
+        "datastore id or name",
     )
-    t.finish(p)
-
-    p = t.subparser(sub, "show", "show a datastore: capacity, template, images", cmd_show)
-    p.add_argument("datastore", help="datastore id or name")
-    t.finish(p)
 
     p = t.subparser(sub, "create", "create a datastore from a template; prints its ID", cmd_create)
     p.add_argument(
@@ -220,14 +197,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-c", "--cluster", help="cluster id or name (default: cluster 0, default)")
     t.finish(p)
 
-    for action, word, what in (
-        ("enable", "enabled", "enable system datastores (the scheduler may use them again)"),
-        ("disable", "disabled", "disable system datastores (no new VMs placed there)"),
-    ):
-        p = t.subparser(sub, action, what, _status(action, word))
-        p.add_argument("datastores", nargs="+", metavar="datastore")
-        t.add_verbose(p)
-        t.finish(p)
+    pool.add_each_commands(
+        sub,
+        KIND,
+        _status,
+        (
+            ("enable", "enabled", "enable system datastores (the scheduler may use them again)"),
+            ("disable", "disabled", "disable system datastores (no new VMs placed there)"),
+        ),
+    )
 
     pool.add_common_commands(sub, KIND, "DATASTORE")
     return parser

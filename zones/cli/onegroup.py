@@ -22,7 +22,7 @@ from typing import Any
 
 from zones.api.gen import common_pb2, group_pb2, quota_pb2
 from zones.cli import tenancy as t
-from zones.cli.common import Session, add_global_args, emit, message_to_dict, render, table
+from zones.cli.common import Session, emit, message_to_dict, render, table
 
 PROG = "onegroup"
 LIST_COLUMNS = ("ID", "NAME", "USERS", "VMS", "MEMORY", "CPU")
@@ -149,33 +149,8 @@ def cmd_update(args, session: Session) -> int:
     return 0
 
 
-def cmd_quota(args, session: Session) -> int:
-    gid = t.resolve_group(session, args.group)
-    text = t.template_input(args.file, lambda: _info(session, gid).quota, "quota template")
-    request = quota_pb2.QuotaSetRequest(
-        kind=quota_pb2.GROUP, id=gid, quota=text, request_id=t.request_id()
-    )
-    session.call(lambda c: t.quotas(c).Set(request, timeout=session.timeout))
-    t.done(args, {"id": gid, "quota": True}, f"GROUP {gid}: quota set")
-    return 0
-
-
-def cmd_defaultquota(args, session: Session) -> int:
-    text = t.template_input(
-        args.file, lambda: t.default_quota(session, quota_pb2.GROUP) or "", "quota template"
-    )
-    request = quota_pb2.QuotaDefaultSetRequest(
-        kind=quota_pb2.GROUP, quota=text, request_id=t.request_id()
-    )
-    session.call(lambda c: t.quotas(c).SetDefault(request, timeout=session.timeout))
-    t.done(args, {"defaultquota": True}, "default group quota set")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage groups.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage groups.")
 
     t.finish(t.subparser(sub, "list", "list groups (ID NAME USERS VMS MEMORY CPU)", cmd_list))
 
@@ -202,43 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_verbose(p)
         t.finish(p)
 
-    p = t.subparser(sub, "update", "replace (or --append to) a group's template", cmd_update)
-    p.add_argument("group")
-    p.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        help="template file, '-' for stdin (default: edit in $EDITOR)",
+    what = "replace (or --append to) a group's template"
+    t.add_update(sub, cmd_update, what, "group", t.EDIT_FILE_HELP, t.EDIT_APPEND_HELP)
+    t.add_quota_commands(
+        sub, quota_pb2.GROUP, "group", "group", t.resolve_group, lambda s, gid: _info(s, gid).quota
     )
-    p.add_argument(
-        "-a",
-        "--append",
-        action="store_true",
-        help="merge into the template instead of replacing it",
-    )
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(sub, "quota", "set a group's quota from a quota template", cmd_quota)
-    p.add_argument("group")
-    p.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        help="quota template, '-' for stdin (default: edit in $EDITOR)",
-    )
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(sub, "defaultquota", "set the default quota of groups", cmd_defaultquota)
-    p.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        help="quota template, '-' for stdin (default: edit in $EDITOR)",
-    )
-    t.add_verbose(p)
-    t.finish(p)
     return parser
 
 

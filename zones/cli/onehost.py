@@ -30,7 +30,7 @@ from zones.api.gen import pool_pb2
 from zones.api.pool_service import decode_list
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.common import Session, emit, render, table
 
 PROG = "onehost"
 KIND = "host"
@@ -115,15 +115,7 @@ _RIGHT = ("ID", "TVM", "TCPU", "FCPU", "ACPU", "TMEM", "FMEM", "AMEM")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_rows(
@@ -263,30 +255,17 @@ def cmd_create(args, session: Session) -> int:
 
 
 def _status(action: str, word: str):
-    def cmd(args, session: Session) -> int:
-        for ref in args.hosts:
-            hid = pool.resolve(session, KIND, ref)
-            pool.action(session, KIND, hid, action)
-            t.done(args, {"id": hid, "status": action}, f"HOST {hid}: {word}")
-        return 0
-
-    return cmd
+    return pool.for_each(KIND, "HOST", action, word, lambda hid: {"id": hid, "status": action})
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage hosts.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage hosts.")
 
-    p = t.subparser(sub, "list", "list hosts (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list)
-    p.add_argument(
-        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
+    pool.add_list(sub, "list hosts (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list, _CELLS)
+
+    pool.add_show(
+        sub, "show a host: capacity, monitoring, template, VMs", cmd_show, "host", "host id or name"
     )
-    t.finish(p)
-
-    p = t.subparser(sub, "show", "show a host: capacity, monitoring, template, VMs", cmd_show)
-    p.add_argument("host", help="host id or name")
-    t.finish(p)
 
     p = t.subparser(sub, "create", "register a host; prints its ID", cmd_create)
     p.add_argument("name", help="the host's name (its hostname)")
@@ -296,15 +275,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", metavar="FILE", help="more template attributes ('-': stdin)")
     t.finish(p)
 
-    for action, word, what in (
-        ("enable", "enabled", "enable hosts (the scheduler may use them again)"),
-        ("disable", "disabled", "disable hosts (still monitored; no new VMs scheduled)"),
-        ("offline", "offline", "set hosts offline (not monitored, no VMs placed)"),
-    ):
-        p = t.subparser(sub, action, what, _status(action, word))
-        p.add_argument("hosts", nargs="+", metavar="host")
-        t.add_verbose(p)
-        t.finish(p)
+    pool.add_each_commands(
+        sub,
+        KIND,
+        _status,
+        (
+            ("enable", "enabled", "enable hosts (the scheduler may use them again)"),
+            ("disable", "disabled", "disable hosts (still monitored; no new VMs scheduled)"),
+            ("offline", "offline", "set hosts offline (not monitored, no VMs placed)"),
+        ),
+    )
 
     pool.add_common_commands(sub, KIND, "HOST")
     return parser

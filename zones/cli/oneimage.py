@@ -31,7 +31,7 @@ from rich.text import Text
 from raftcore import perms
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.common import Session, emit, render, table
 
 PROG = "oneimage"
 KIND = "image"
@@ -134,15 +134,7 @@ _RIGHT = ("ID", "SIZE", "RVMS")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_rows(
@@ -249,24 +241,18 @@ def names_of(session: Session) -> Names:
     }
 
 
-def cmd_list(args, session: Session) -> int:
-    columns = list_columns(args.list)
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = names_of(session)
-    emit(args, None, lambda: [list_table(records, names, columns)])
-    return 0
+cmd_list = pool.list_command(
+    KIND, lambda session, records, cols: list_table(records, names_of(session), cols), list_columns
+)
 
 
 def cmd_show(args, session: Session) -> int:
     obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.image))
-    data = {**record, "uname": obj.uname, "gname": obj.gname}
+    data = pool.show_data(obj, record)
     if args.json or args.yaml:
         emit(args, data, lambda: [])
         return 0
-    names = {"user": {record["uid"]: obj.uname}, "group": {record["gid"]: obj.gname}}
+    names = pool.owner_names(obj, record)
     names["datastore"] = names_of(session)["datastore"]
     emit(args, None, lambda: show_renderables(record, names))
     return 0
@@ -297,14 +283,7 @@ def cmd_chtype(args, session: Session) -> int:
 
 
 def _each(action: str, word: str):
-    def cmd(args, session: Session) -> int:
-        for ref in args.images:
-            oid = pool.resolve(session, KIND, ref)
-            pool.action(session, KIND, oid, action)
-            t.done(args, {"id": oid, action: True}, f"IMAGE {oid}: {word}")
-        return 0
-
-    return cmd
+    return pool.for_each(KIND, "IMAGE", action, word, lambda oid: {"id": oid, action: True})
 
 
 def _snapshot(action: str, word: str):
@@ -319,19 +298,13 @@ def _snapshot(action: str, word: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage images.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage images.")
 
-    p = t.subparser(sub, "list", "list images (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list)
-    p.add_argument(
-        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
+    pool.add_list(sub, "list images (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list, _CELLS)
+
+    pool.add_show(
+        sub, "show an image: state, template, VMs, snapshots", cmd_show, "image", "image id or name"
     )
-    t.finish(p)
-
-    p = t.subparser(sub, "show", "show an image: state, template, VMs, snapshots", cmd_show)
-    p.add_argument("image", help="image id or name")
-    t.finish(p)
 
     p = t.subparser(sub, "create", "register an image from a template; prints its ID", cmd_create)
     p.add_argument(
@@ -346,16 +319,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-d", "--datastore", help="datastore of the copy (default: the image's)")
     t.finish(p)
 
-    for action, word, what in (
-        ("enable", "enabled", "enable images (VMs may use them again)"),
-        ("disable", "disabled", "disable images (no VM may use them)"),
-        ("persistent", "now persistent", "make images persistent (one VM at a time, kept)"),
-        ("nonpersistent", "now non-persistent", "make images non-persistent (VMs get copies)"),
-    ):
-        p = t.subparser(sub, action, what, _each(action, word))
-        p.add_argument("images", nargs="+", metavar="image")
-        t.add_verbose(p)
-        t.finish(p)
+    pool.add_each_commands(
+        sub,
+        KIND,
+        _each,
+        (
+            ("enable", "enabled", "enable images (VMs may use them again)"),
+            ("disable", "disabled", "disable images (no VM may use them)"),
+            ("persistent", "now persistent", "make images persistent (one VM at a time, kept)"),
+            ("nonpersistent", "now non-persistent", "make images non-persistent (VMs get copies)"),
+        ),
+    )
 
     p = t.subparser(sub, "chtype", "change an image's type", cmd_chtype)
     p.add_argument("image", help="image id or name")

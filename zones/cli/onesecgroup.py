@@ -17,7 +17,7 @@ from typing import Any
 
 from zones.cli import netshow, pool
 from zones.cli import tenancy as t
-from zones.cli.common import Session, add_global_args, emit, table
+from zones.cli.common import table
 
 PROG = "onesecgroup"
 KIND = "secgroup"
@@ -58,52 +58,29 @@ def show_renderables(obj, record: dict) -> list[Any]:
     return out
 
 
-def cmd_list(args, session: Session) -> int:
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = netshow.owner_names(session)
-    emit(args, None, lambda: [table(LIST_COLUMNS, list_rows(records, names), right=("ID",))])
-    return 0
-
-
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.secgroup))
-    emit(args, netshow.as_data(obj, record), lambda: show_renderables(obj, record))
-    return 0
-
-
-def cmd_create(args, session: Session) -> int:
-    sid = pool.allocate(session, KIND, template=t.read_input(args.file))
-    emit(args, {"id": sid}, lambda: [f"ID: {sid}"])
-    return 0
-
-
-def cmd_update(args, session: Session) -> int:
-    """update through secgroup.update, which checks the rules."""
-    sid = pool.resolve(session, KIND, args.object)
-    text = t.template_input(
-        args.file, lambda: pool.info(session, KIND, sid)[0].template, "template"
-    )
-    pool.action(session, KIND, sid, "update", {"template": text, "append": args.append})
-    t.done(args, {"id": sid, "updated": True}, f"SECURITY GROUP {sid}: template updated")
-    return 0
+cmd_list = netshow.list_command(
+    KIND, lambda records, names: table(LIST_COLUMNS, list_rows(records, names), right=("ID",))
+)
+cmd_show = netshow.show_command(KIND, "secgroup", show_renderables)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage security groups.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t.finish(t.subparser(sub, "list", "list security groups (ID USER GROUP NAME)", cmd_list))
-    p = t.subparser(sub, "show", "show a security group and its rules", cmd_show)
-    p.add_argument("secgroup", help="security group id or name")
-    t.finish(p)
-    p = t.subparser(sub, "create", "create a security group from a template file", cmd_create)
-    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
-    t.finish(p)
-    pool.add_common_commands(sub, KIND, "SECURITY GROUP")
-    sub.choices["update"].set_defaults(fn=cmd_update)
+    parser, sub = t.new_parser(PROG, "Manage security groups.")
+    pool.add_list(sub, "list security groups (ID USER GROUP NAME)", cmd_list)
+    pool.add_show(
+        sub,
+        "show a security group and its rules",
+        cmd_show,
+        "secgroup",
+        "security group id or name",
+    )
+    pool.add_create(
+        sub, "create a security group from a template file", pool.create_from_file(KIND)
+    )
+    # update through secgroup.update, which checks the rules
+    pool.add_common_commands(
+        sub, KIND, "SECURITY GROUP", pool.update_by_action(KIND, "SECURITY GROUP")
+    )
     return parser
 
 

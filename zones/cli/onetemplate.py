@@ -25,7 +25,7 @@ from rich.text import Text
 from raftcore import perms
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.common import CliError, Session, emit, render, table
 from zones.cli.onevm import Names, names_of, time_str
 
 PROG = "onetemplate"
@@ -33,8 +33,7 @@ KIND = "template"
 ATTR_WIDTH = 16
 
 
-def _name(names: Names, what: str, oid: int) -> str | int:
-    return names.get(what, {}).get(oid, oid)
+_name = pool.name_of
 
 
 _CELLS: dict[str, Callable[[dict, Names], Any]] = {
@@ -48,15 +47,7 @@ DEFAULT_COLUMNS = ("ID", "USER", "GROUP", "NAME", "REGTIME")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_rows(records: list[dict], names: Names | None = None, columns=DEFAULT_COLUMNS) -> list:
@@ -111,31 +102,14 @@ def vm_names(name: str | None, count: int) -> list[str | None]:
 # --- commands -------------------------------------------------------------------------
 
 
-def cmd_list(args, session: Session) -> int:
-    columns = list_columns(args.list)
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = names_of(session)
-    emit(args, None, lambda: [list_table(records, names, columns)])
-    return 0
+cmd_list = pool.list_command(
+    KIND, lambda session, records, cols: list_table(records, names_of(session), cols), list_columns
+)
 
 
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.template))
-    if args.json or args.yaml:
-        emit(args, {**record, "uname": obj.uname, "gname": obj.gname}, lambda: [])
-        return 0
-    names = {"user": {record["uid"]: obj.uname}, "group": {record["gid"]: obj.gname}}
-    emit(args, None, lambda: show_renderables(record, names))
-    return 0
-
-
-def cmd_create(args, session: Session) -> int:
-    oid = pool.allocate(session, KIND, template=t.read_input(args.file))
-    emit(args, {"id": oid}, lambda: [f"ID: {oid}"])
-    return 0
+cmd_show = pool.show_command(
+    KIND, "template", lambda obj, record: show_renderables(record, pool.owner_names(obj, record))
+)
 
 
 def cmd_clone(args, session: Session) -> int:
@@ -169,23 +143,12 @@ def cmd_instantiate(args, session: Session) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage VM templates.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage VM templates.")
 
-    p = t.subparser(sub, "list", "list templates (ID USER GROUP NAME REGTIME)", cmd_list)
-    p.add_argument(
-        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
-    )
-    t.finish(p)
-
-    p = t.subparser(sub, "show", "show a template", cmd_show)
-    p.add_argument("template", help="template id or name")
-    t.finish(p)
-
-    p = t.subparser(sub, "create", "create a template from a file; prints its ID", cmd_create)
-    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
-    t.finish(p)
+    pool.add_list(sub, "list templates (ID USER GROUP NAME REGTIME)", cmd_list, _CELLS)
+    pool.add_show(sub, "show a template", cmd_show, "template", "template id or name")
+    what = "create a template from a file; prints its ID"
+    pool.add_create(sub, what, pool.create_from_file(KIND))
 
     p = t.subparser(sub, "clone", "copy a template; prints the copy's ID", cmd_clone)
     p.add_argument("template")

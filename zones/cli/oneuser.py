@@ -30,11 +30,11 @@ from collections.abc import Callable
 from typing import Any
 
 from zones.api.gen import auth_pb2, common_pb2, quota_pb2, user_pb2
+from zones.cli import pool
 from zones.cli import tenancy as t
 from zones.cli.common import (
     CliError,
     Session,
-    add_global_args,
     credentials,
     emit,
     message_to_dict,
@@ -63,15 +63,7 @@ _RIGHT = ("ID", "VMS", "MEMORY", "CPU")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_rows(
@@ -279,29 +271,6 @@ def cmd_chauth(args, session: Session) -> int:
     return 0
 
 
-def cmd_quota(args, session: Session) -> int:
-    uid = t.resolve_user(session, args.target)
-    text = t.template_input(args.file, lambda: _info(session, uid).quota, "quota template")
-    request = quota_pb2.QuotaSetRequest(
-        kind=quota_pb2.USER, id=uid, quota=text, request_id=t.request_id()
-    )
-    session.call(lambda c: t.quotas(c).Set(request, timeout=session.timeout))
-    t.done(args, {"id": uid, "quota": True}, f"USER {uid}: quota set")
-    return 0
-
-
-def cmd_defaultquota(args, session: Session) -> int:
-    text = t.template_input(
-        args.file, lambda: t.default_quota(session, quota_pb2.USER) or "", "quota template"
-    )
-    request = quota_pb2.QuotaDefaultSetRequest(
-        kind=quota_pb2.USER, quota=text, request_id=t.request_id()
-    )
-    session.call(lambda c: t.quotas(c).SetDefault(request, timeout=session.timeout))
-    t.done(args, {"defaultquota": True}, "default user quota set")
-    return 0
-
-
 def _login_password(args) -> str:
     """The password of the user logging in: --password, else ONE_AUTH's when it is that
     user's, else asked on the terminal."""
@@ -369,9 +338,7 @@ def cmd_token_delete(args, session: Session) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage users.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage users.")
 
     p = t.subparser(sub, "list", "list users (ID NAME GROUP AUTH VMS MEMORY CPU)", cmd_list)
     p.add_argument(
@@ -439,22 +406,10 @@ def build_parser() -> argparse.ArgumentParser:
         t.add_verbose(p)
         t.finish(p)
 
-    p = t.subparser(sub, "update", "replace (or --append to) a user's template", cmd_update)
-    p.add_argument("target", metavar="user")
-    p.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        help="template file, '-' for stdin (default: edit in $EDITOR)",
+    what = "replace (or --append to) a user's template"
+    t.add_update(
+        sub, cmd_update, what, "target", t.EDIT_FILE_HELP, t.EDIT_APPEND_HELP, metavar="user"
     )
-    p.add_argument(
-        "-a",
-        "--append",
-        action="store_true",
-        help="merge into the template instead of replacing it",
-    )
-    t.add_verbose(p)
-    t.finish(p)
 
     p = t.subparser(sub, "chauth", "change a user's authentication driver", cmd_chauth)
     p.add_argument("target", metavar="user")
@@ -469,26 +424,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_verbose(p)
     t.finish(p)
 
-    p = t.subparser(sub, "quota", "set a user's quota from a quota template", cmd_quota)
-    p.add_argument("target", metavar="user")
-    p.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        help="quota template, '-' for stdin (default: edit in $EDITOR)",
+    t.add_quota_commands(
+        sub,
+        quota_pb2.USER,
+        "user",
+        "target",
+        t.resolve_user,
+        lambda s, uid: _info(s, uid).quota,
+        metavar="user",
     )
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(sub, "defaultquota", "set the default quota of users", cmd_defaultquota)
-    p.add_argument(
-        "file",
-        nargs="?",
-        metavar="FILE",
-        help="quota template, '-' for stdin (default: edit in $EDITOR)",
-    )
-    t.add_verbose(p)
-    t.finish(p)
 
     p = t.subparser(sub, "login", "log in as a user and print the login token", cmd_login)
     p.set_defaults(needs_session=False)

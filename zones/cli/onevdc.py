@@ -21,7 +21,7 @@ from typing import Any
 
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, table
+from zones.cli.common import CliError, Session, emit, table
 
 PROG = "onevdc"
 KIND = "vdc"
@@ -115,11 +115,8 @@ def _resource(verb: str, kind: str):
 
 
 def build_parser():
-    import argparse
 
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage virtual data centers.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage virtual data centers.")
     t.finish(t.subparser(sub, "list", "list VDCs", cmd_list))
     p = t.subparser(sub, "show", "show a VDC: groups and resources", cmd_show)
     p.add_argument("vdc")

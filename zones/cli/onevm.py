@@ -40,7 +40,7 @@ from raftcore import lifecycle, perms, schedule
 from raftcore import template as tmpl
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.common import CliError, Session, emit, render, table
 
 PROG = "onevm"
 KIND = "vm"
@@ -69,8 +69,7 @@ def period_str(ms: int) -> str:
     return f"{days:3d}d {hours:02d}h{rest // 60:02d}"
 
 
-def _name(names: Names, what: str, oid: int) -> str | int:
-    return names.get(what, {}).get(oid, oid)
+_name = pool.name_of
 
 
 def state_name(vm: dict) -> str:
@@ -118,15 +117,7 @@ _RIGHT = ("ID", "CPU", "MEM", "VCPU")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_rows(
@@ -330,25 +321,14 @@ def names_of(session: Session, *extra: str) -> Names:
     return out
 
 
-def cmd_list(args, session: Session) -> int:
-    columns = list_columns(args.list)
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = names_of(session)
-    emit(args, None, lambda: [list_table(records, names, columns)])
-    return 0
+cmd_list = pool.list_command(
+    KIND, lambda session, records, cols: list_table(records, names_of(session), cols), list_columns
+)
 
 
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.vm))
-    if args.json or args.yaml:
-        emit(args, {**record, "uname": obj.uname, "gname": obj.gname}, lambda: [])
-        return 0
-    names = {"user": {record["uid"]: obj.uname}, "group": {record["gid"]: obj.gname}}
-    emit(args, None, lambda: show_renderables(record, names))
-    return 0
+cmd_show = pool.show_command(
+    KIND, "vm", lambda obj, record: show_renderables(record, pool.owner_names(obj, record))
+)
 
 
 def cmd_create(args, session: Session) -> int:
@@ -456,6 +436,10 @@ def _resize_args(args, session: Session) -> dict:
     return out
 
 
+def _snapshot_args(args, session: Session) -> dict:
+    return {"disk_id": args.disk_id, "snapshot_id": args.snapshot_id}
+
+
 def _sched_template(args) -> str:
     text = t.read_input(args.file)
     if "SCHED_ACTION" not in text.upper():  # a bare vector's body: wrap it
@@ -464,25 +448,25 @@ def _sched_template(args) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage virtual machines.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage virtual machines.")
 
-    p = t.subparser(sub, "list", "list VMs (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list)
-    p.add_argument(
-        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
+    vms = t.arg("vms", nargs="+", metavar="vm")
+    enforce = t.arg("--enforce", action="store_true", help="check the host's capacity (always)")
+    disk_id = t.arg("disk_id", type=int)
+    snapshot_id = t.arg("snapshot_id", type=int)
+    sched_id = t.arg("sched_id", type=int)
+    file = t.arg("file", metavar="FILE", help="template file, '-' for stdin")
+    pool.add_list(sub, "list VMs (" + " ".join(DEFAULT_COLUMNS) + ")", cmd_list, _CELLS)
+    pool.add_show(sub, "show a VM", cmd_show, "vm", "VM id or name")
+    t.command(
+        sub,
+        "create",
+        "create a VM from a template file; prints its ID",
+        cmd_create,
+        t.arg("file", metavar="FILE", help="VM template file, '-' for stdin"),
+        t.arg("--hold", action="store_true", help="create it on hold"),
+        t.arg("-m", "--multiple", type=int, default=1, metavar="N", help="create N VMs"),
     )
-    t.finish(p)
-
-    p = t.subparser(sub, "show", "show a VM", cmd_show)
-    p.add_argument("vm", help="VM id or name")
-    t.finish(p)
-
-    p = t.subparser(sub, "create", "create a VM from a template file; prints its ID", cmd_create)
-    p.add_argument("file", metavar="FILE", help="VM template file, '-' for stdin")
-    p.add_argument("--hold", action="store_true", help="create it on hold")
-    p.add_argument("-m", "--multiple", type=int, default=1, metavar="N", help="create N VMs")
-    t.finish(p)
 
     for name, helptext in (
         ("terminate", "terminate VMs (--hard: destroy at once)"),
@@ -490,11 +474,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("poweroff", "power VMs off, keeping their hosts (--hard: destroy)"),
         ("reboot", "reboot VMs (--hard: reset)"),
     ):
-        p = t.subparser(sub, name, helptext, _each(name, hard=True))
-        p.add_argument("vms", nargs="+", metavar="vm")
-        p.add_argument("--hard", action="store_true", help=f"{name}-hard")
-        t.add_verbose(p)
-        t.finish(p)
+        hard = t.arg("--hard", action="store_true", help=f"{name}-hard")
+        t.command(sub, name, helptext, _each(name, hard=True), vms, hard, verbose=True)
 
     for name, helptext in (
         ("hold", "hold pending VMs (the scheduler leaves them)"),
@@ -505,164 +486,140 @@ def build_parser() -> argparse.ArgumentParser:
         ("resched", "ask the scheduler to move VMs"),
         ("unresched", "cancel resched"),
     ):
-        p = t.subparser(sub, name, helptext, _each(name))
-        p.add_argument("vms", nargs="+", metavar="vm")
-        t.add_verbose(p)
-        t.finish(p)
+        t.command(sub, name, helptext, _each(name), vms, verbose=True)
 
-    p = t.subparser(sub, "deploy", "place a VM on a host", _one("deploy", _placement, "deployed"))
-    p.add_argument("vm")
-    p.add_argument("host")
-    p.add_argument("datastore", nargs="?", help="system datastore (default: the cluster's)")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub, "migrate", "move a VM to another host", _one("migrate", _migrate_args, "migrating")
-    )
-    p.add_argument("vm")
-    p.add_argument("host")
-    p.add_argument("datastore", nargs="?", help="system datastore (default: the current one)")
-    p.add_argument("--live", action="store_true", help="live migration (the guest keeps running)")
-    p.add_argument("--enforce", action="store_true", help="check the host's capacity (always)")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "recover",
-        "recover a VM stuck in an operation",
-        _one("recover", _recover_args, "recovered"),
-    )
-    p.add_argument("vm")
-    group = p.add_mutually_exclusive_group(required=True)
-    for op in ("success", "failure", "retry", "delete", "delete-recreate"):
-        group.add_argument(f"--{op}", dest="op", action="store_const", const=op)
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub, "disk-attach", "attach a disk", _one("disk-attach", _disk_args, "disk attached")
-    )
-    p.add_argument("vm")
-    p.add_argument("--image", help="image id or name")
-    p.add_argument("--size", type=int, metavar="MB", help="a volatile disk of MB")
-    p.add_argument("--type", default="fs", choices=("fs", "swap"), help="volatile disk type")
-    p.add_argument("--target", help="device, e.g. vdb")
-    p.add_argument("--file", help="a DISK = [ ... ] template file")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "disk-detach",
-        "detach a disk",
-        _one("disk-detach", lambda a, s: {"disk_id": a.disk_id}, "disk detached"),
-    )
-    p.add_argument("vm")
-    p.add_argument("disk_id", type=int)
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub, "nic-attach", "attach a NIC", _one("nic-attach", _nic_args, "NIC attached")
-    )
-    p.add_argument("vm")
-    p.add_argument("--network", help="network id or name")
-    p.add_argument("--ip", help="the address to lease")
-    p.add_argument("--file", help="a NIC = [ ... ] template file")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "nic-detach",
-        "detach a NIC",
-        _one("nic-detach", lambda a, s: {"nic_id": a.nic_id}, "NIC detached"),
-    )
-    p.add_argument("vm")
-    p.add_argument("nic_id", type=int)
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "disk-snapshot-create",
-        "snapshot a disk",
-        _one(
+    # one VM: (name, help, build the action's args, word, arguments after <vm>)
+    ops: tuple[tuple[str, str, Callable, str, tuple], ...] = (
+        (
+            "deploy",
+            "place a VM on a host",
+            _placement,
+            "deployed",
+            (
+                "host",
+                t.arg("datastore", nargs="?", help="system datastore (default: the cluster's)"),
+            ),
+        ),
+        (
+            "migrate",
+            "move a VM to another host",
+            _migrate_args,
+            "migrating",
+            (
+                "host",
+                t.arg("datastore", nargs="?", help="system datastore (default: the current one)"),
+                t.arg(
+                    "--live", action="store_true", help="live migration (the guest keeps running)"
+                ),
+                enforce,
+            ),
+        ),
+        ("recover", "recover a VM stuck in an operation", _recover_args, "recovered", ()),
+        (
+            "disk-attach",
+            "attach a disk",
+            _disk_args,
+            "disk attached",
+            (
+                t.arg("--image", help="image id or name"),
+                t.arg("--size", type=int, metavar="MB", help="a volatile disk of MB"),
+                t.arg("--type", default="fs", choices=("fs", "swap"), help="volatile disk type"),
+                t.arg("--target", help="device, e.g. vdb"),
+                t.arg("--file", help="a DISK = [ ... ] template file"),
+            ),
+        ),
+        (
+            "disk-detach",
+            "detach a disk",
+            lambda a, s: {"disk_id": a.disk_id},
+            "disk detached",
+            (disk_id,),
+        ),
+        (
+            "nic-attach",
+            "attach a NIC",
+            _nic_args,
+            "NIC attached",
+            (
+                t.arg("--network", help="network id or name"),
+                t.arg("--ip", help="the address to lease"),
+                t.arg("--file", help="a NIC = [ ... ] template file"),
+            ),
+        ),
+        (
+            "nic-detach",
+            "detach a NIC",
+            lambda a, s: {"nic_id": a.nic_id},
+            "NIC detached",
+            (t.arg("nic_id", type=int),),
+        ),
+        (
             "disk-snapshot-create",
+            "snapshot a disk",
             lambda a, s: {"disk_id": a.disk_id, "name": a.name},
             "snapshot created",
+            (disk_id, "name"),
         ),
-    )
-    p.add_argument("vm")
-    p.add_argument("disk_id", type=int)
-    p.add_argument("name")
-    t.add_verbose(p)
-    t.finish(p)
-
-    for name, word in (("disk-snapshot-revert", "reverted"), ("disk-snapshot-delete", "deleted")):
-        build = lambda a, s: {"disk_id": a.disk_id, "snapshot_id": a.snapshot_id}  # noqa: E731
-        p = t.subparser(
-            sub,
-            name,
-            f"{word.removesuffix('ed')} a disk snapshot",
-            _one(name, build, f"snapshot {word}"),
-        )
-        p.add_argument("vm")
-        p.add_argument("disk_id", type=int)
-        p.add_argument("snapshot_id", type=int)
-        t.add_verbose(p)
-        t.finish(p)
-
-    p = t.subparser(
-        sub, "resize", "change a VM's CPU, VCPU or memory", _one("resize", _resize_args, "resized")
-    )
-    p.add_argument("vm")
-    p.add_argument("--cpu", type=float)
-    p.add_argument("--vcpu", type=int)
-    p.add_argument("--memory", type=int, metavar="MB")
-    p.add_argument("--enforce", action="store_true", help="check the host's capacity (always)")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "sched-add",
-        "add a scheduled action (SCHED_ACTION = [ ACTION, TIME, ... ])",
-        _one("sched-add", lambda a, s: {"template": _sched_template(a)}, "action scheduled"),
-    )
-    p.add_argument("vm")
-    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "sched-update",
-        "replace a scheduled action",
-        _one(
+        (
+            "disk-snapshot-revert",
+            "revert a disk snapshot",
+            _snapshot_args,
+            "snapshot reverted",
+            (disk_id, snapshot_id),
+        ),
+        (
+            "disk-snapshot-delete",
+            "delete a disk snapshot",
+            _snapshot_args,
+            "snapshot deleted",
+            (disk_id, snapshot_id),
+        ),
+        (
+            "resize",
+            "change a VM's CPU, VCPU or memory",
+            _resize_args,
+            "resized",
+            (
+                t.arg("--cpu", type=float),
+                t.arg("--vcpu", type=int),
+                t.arg("--memory", type=int, metavar="MB"),
+                enforce,
+            ),
+        ),
+        (
+            "sched-add",
+            "add a scheduled action (SCHED_ACTION = [ ACTION, TIME, ... ])",
+            lambda a, s: {"template": _sched_template(a)},
+            "action scheduled",
+            (file,),
+        ),
+        (
             "sched-update",
+            "replace a scheduled action",
             lambda a, s: {"sched_id": a.sched_id, "template": _sched_template(a)},
             "scheduled action updated",
+            (sched_id, file),
+        ),
+        (
+            "sched-delete",
+            "delete a scheduled action",
+            lambda a, s: {"sched_id": a.sched_id},
+            "scheduled action deleted",
+            (sched_id,),
         ),
     )
-    p.add_argument("vm")
-    p.add_argument("sched_id", type=int)
-    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = t.subparser(
-        sub,
-        "sched-delete",
-        "delete a scheduled action",
-        _one("sched-delete", lambda a, s: {"sched_id": a.sched_id}, "scheduled action deleted"),
-    )
-    p.add_argument("vm")
-    p.add_argument("sched_id", type=int)
-    t.add_verbose(p)
-    t.finish(p)
+    for name, helptext, build, word, arguments in ops:
+        p = t.subparser(sub, name, helptext, _one(name, build, word))
+        p.add_argument("vm")
+        for a in arguments:
+            names, kw = ((a,), {}) if isinstance(a, str) else a
+            p.add_argument(*names, **kw)
+        if name == "recover":
+            group = p.add_mutually_exclusive_group(required=True)
+            for op in ("success", "failure", "retry", "delete", "delete-recreate"):
+                group.add_argument(f"--{op}", dest="op", action="store_const", const=op)
+        t.add_verbose(p)
+        t.finish(p)
 
     pool.add_common_commands(sub, KIND, "VM")
     return parser

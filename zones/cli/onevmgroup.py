@@ -21,7 +21,7 @@ from rich.text import Text
 from raftcore import perms
 from zones.cli import pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, render, table
+from zones.cli.common import render, table
 from zones.cli.onevm import Names, names_of
 
 PROG = "onevmgroup"
@@ -29,8 +29,7 @@ KIND = "vmgroup"
 ATTR_WIDTH = 16
 
 
-def _name(names: Names, what: str, oid: int) -> str | int:
-    return names.get(what, {}).get(oid, oid)
+_name = pool.name_of
 
 
 def vm_count(record: dict) -> int:
@@ -48,15 +47,7 @@ DEFAULT_COLUMNS = ("ID", "USER", "GROUP", "NAME", "VMS")
 
 
 def list_columns(spec: str | None) -> tuple[str, ...]:
-    if not spec:
-        return DEFAULT_COLUMNS
-    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
-    unknown = [c for c in cols if c not in _CELLS]
-    if unknown or not cols:
-        raise CliError(
-            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(_CELLS)}"
-        )
-    return cols
+    return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
 def list_table(records: list[dict], names: Names | None = None, columns=DEFAULT_COLUMNS):
@@ -118,51 +109,23 @@ def render_show(record: dict, names: Names | None = None) -> str:
     return render(show_renderables(record, names), plain=True)
 
 
-def cmd_list(args, session: Session) -> int:
-    columns = list_columns(args.list)
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = names_of(session)
-    emit(args, None, lambda: [list_table(records, names, columns)])
-    return 0
+cmd_list = pool.list_command(
+    KIND, lambda session, records, cols: list_table(records, names_of(session), cols), list_columns
+)
 
 
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.group))
-    if args.json or args.yaml:
-        emit(args, {**record, "uname": obj.uname, "gname": obj.gname}, lambda: [])
-        return 0
-    names = {"user": {record["uid"]: obj.uname}, "group": {record["gid"]: obj.gname}}
-    emit(args, None, lambda: show_renderables(record, names))
-    return 0
-
-
-def cmd_create(args, session: Session) -> int:
-    oid = pool.allocate(session, KIND, template=t.read_input(args.file))
-    emit(args, {"id": oid}, lambda: [f"ID: {oid}"])
-    return 0
+cmd_show = pool.show_command(
+    KIND, "group", lambda obj, record: show_renderables(record, pool.owner_names(obj, record))
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage VM groups.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage VM groups.")
 
-    p = t.subparser(sub, "list", "list VM groups (ID USER GROUP NAME VMS)", cmd_list)
-    p.add_argument(
-        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(_CELLS)})"
-    )
-    t.finish(p)
-
-    p = t.subparser(sub, "show", "show a VM group", cmd_show)
-    p.add_argument("group", help="VM group id or name")
-    t.finish(p)
-
-    p = t.subparser(sub, "create", "create a VM group from a file; prints its ID", cmd_create)
-    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
-    t.finish(p)
+    pool.add_list(sub, "list VM groups (ID USER GROUP NAME VMS)", cmd_list, _CELLS)
+    pool.add_show(sub, "show a VM group", cmd_show, "group", "VM group id or name")
+    what = "create a VM group from a file; prints its ID"
+    pool.add_create(sub, what, pool.create_from_file(KIND))
 
     pool.add_common_commands(sub, KIND, "VM group")
     return parser

@@ -25,7 +25,7 @@ from raftcore import leases
 from raftcore import template as tmpl
 from zones.cli import netshow, pool
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session, add_global_args, emit, table
+from zones.cli.common import CliError, Session, emit, table
 
 PROG = "onevnet"
 KIND = "vnet"
@@ -178,20 +178,8 @@ def ar_with_id(text: str, ar_id: int) -> str:
 # --- commands -----------------------------------------------------------------------------
 
 
-def cmd_list(args, session: Session) -> int:
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = netshow.owner_names(session)
-    emit(args, None, lambda: [list_table(records, names)])
-    return 0
-
-
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.vnet))
-    emit(args, netshow.as_data(obj, record), lambda: show_renderables(obj, record))
-    return 0
+cmd_list = netshow.list_command(KIND, lambda records, names: list_table(records, names))
+cmd_show = netshow.show_command(KIND, "vnet", show_renderables)
 
 
 def cmd_create(args, session: Session) -> int:
@@ -286,9 +274,7 @@ def cmd_update(args, session: Session) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage virtual networks.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser, sub = t.new_parser(PROG, "Manage virtual networks.")
     t.finish(t.subparser(sub, "list", "list networks (" + " ".join(LIST_COLUMNS) + ")", cmd_list))
 
     p = t.subparser(sub, "show", "show a network, its address ranges and leases", cmd_show)

@@ -20,7 +20,7 @@ from typing import Any
 
 from zones.cli import netshow, pool
 from zones.cli import tenancy as t
-from zones.cli.common import Session, add_global_args, emit, table
+from zones.cli.common import Session, emit, table
 
 PROG = "onevrouter"
 KIND = "vrouter"
@@ -54,37 +54,10 @@ def show_renderables(obj, record: dict) -> list[Any]:
     return out
 
 
-def cmd_list(args, session: Session) -> int:
-    records = pool.list_records(session, KIND)
-    if args.json or args.yaml:
-        emit(args, records, lambda: [])
-        return 0
-    names = netshow.owner_names(session)
-    emit(args, None, lambda: [table(LIST_COLUMNS, list_rows(records, names), right=("ID",))])
-    return 0
-
-
-def cmd_show(args, session: Session) -> int:
-    obj, record = pool.info(session, KIND, pool.resolve(session, KIND, args.vrouter))
-    emit(args, netshow.as_data(obj, record), lambda: show_renderables(obj, record))
-    return 0
-
-
-def cmd_create(args, session: Session) -> int:
-    rid = pool.allocate(session, KIND, template=t.read_input(args.file))
-    emit(args, {"id": rid}, lambda: [f"ID: {rid}"])
-    return 0
-
-
-def cmd_update(args, session: Session) -> int:
-    """update through vrouter.update, which keeps the NICs."""
-    rid = pool.resolve(session, KIND, args.object)
-    text = t.template_input(
-        args.file, lambda: pool.info(session, KIND, rid)[0].template, "template"
-    )
-    pool.action(session, KIND, rid, "update", {"template": text, "append": args.append})
-    t.done(args, {"id": rid, "updated": True}, f"VIRTUAL ROUTER {rid}: template updated")
-    return 0
+cmd_list = netshow.list_command(
+    KIND, lambda records, names: table(LIST_COLUMNS, list_rows(records, names), right=("ID",))
+)
+cmd_show = netshow.show_command(KIND, "vrouter", show_renderables)
 
 
 def instantiate_args(template_id: int, multiple: int, name: str | None, hold: bool) -> dict:
@@ -110,16 +83,14 @@ def cmd_instantiate(args, session: Session) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description="Manage virtual routers.")
-    add_global_args(parser)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    t.finish(t.subparser(sub, "list", "list virtual routers (ID USER GROUP NAME)", cmd_list))
-    p = t.subparser(sub, "show", "show a virtual router and its NICs", cmd_show)
-    p.add_argument("vrouter", help="virtual router id or name")
-    t.finish(p)
-    p = t.subparser(sub, "create", "create a virtual router from a template file", cmd_create)
-    p.add_argument("file", metavar="FILE", help="template file, '-' for stdin")
-    t.finish(p)
+    parser, sub = t.new_parser(PROG, "Manage virtual routers.")
+    pool.add_list(sub, "list virtual routers (ID USER GROUP NAME)", cmd_list)
+    pool.add_show(
+        sub, "show a virtual router and its NICs", cmd_show, "vrouter", "virtual router id or name"
+    )
+    pool.add_create(
+        sub, "create a virtual router from a template file", pool.create_from_file(KIND)
+    )
     p = t.subparser(
         sub,
         "instantiate",
@@ -132,8 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help='VM names, "%%i" the index (default vr-<router>-%%i)')
     p.add_argument("--hold", action="store_true", help="create the VMs on hold")
     t.finish(p)
-    pool.add_common_commands(sub, KIND, "VIRTUAL ROUTER")
-    sub.choices["update"].set_defaults(fn=cmd_update)
+    # update through vrouter.update, which keeps the NICs
+    pool.add_common_commands(
+        sub, KIND, "VIRTUAL ROUTER", pool.update_by_action(KIND, "VIRTUAL ROUTER")
+    )
     return parser
 
 

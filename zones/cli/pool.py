@@ -11,13 +11,14 @@ rename, chown, chmod) every kind has.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from typing import Any
 
 from raftcore import codec, perms
 from zones.api.gen import pool_pb2
 from zones.api.pool_service import decode_list
 from zones.cli import tenancy as t
-from zones.cli.common import CliError, Session
+from zones.cli.common import CliError, Session, emit
 
 
 def list_records(session: Session, kind: str, flt: int = -2) -> list[dict]:
@@ -66,16 +67,145 @@ def _call(session: Session, method: str, request) -> Any:
     return session.call(lambda c: getattr(c.pool, method)(request, timeout=session.timeout))
 
 
+# --- building blocks of the kinds' CLIs ---------------------------------------------------
+
+# Names of users, groups, ... by id, for the cells (ids when not visible).
+Names = dict[str, dict[int, str]]
+
+
+def name_of(names: Names, what: str, oid: int) -> str | int:
+    return names.get(what, {}).get(oid, oid)
+
+
+def owner_names(obj: pool_pb2.PoolObject, record: dict) -> Names:
+    """The names of an object's owner and group, from its Info reply."""
+    return {"user": {record["uid"]: obj.uname}, "group": {record["gid"]: obj.gname}}
+
+
+def show_data(obj: pool_pb2.PoolObject, record: dict) -> dict:
+    """--json / --yaml of `show`: the record with its owner's names."""
+    return {**record, "uname": obj.uname, "gname": obj.gname}
+
+
+def parse_columns(spec: str | None, cells: dict, default: tuple[str, ...]) -> tuple[str, ...]:
+    """The columns of `list -l A,B,C` (`default` without -l)."""
+    if not spec:
+        return default
+    cols = tuple(c.strip().upper() for c in spec.split(",") if c.strip())
+    unknown = [c for c in cols if c not in cells]
+    if unknown or not cols:
+        raise CliError(
+            f"unknown column(s) {', '.join(unknown) or '(none)'}; known: {', '.join(cells)}"
+        )
+    return cols
+
+
+def add_list(sub, help: str, fn, cells: dict | None = None) -> argparse.ArgumentParser:
+    """`list` (with `-l COLUMNS` when the kind has `cells`)."""
+    if cells is None:
+        return t.command(sub, "list", help, fn)
+    columns = t.arg(
+        "-l", "--list", metavar="COLUMNS", help=f"comma-separated columns (of {','.join(cells)})"
+    )
+    return t.command(sub, "list", help, fn, columns)
+
+
+def add_show(sub, help: str, fn, dest: str, arg_help: str) -> argparse.ArgumentParser:
+    """`show <dest>`."""
+    return t.command(sub, "show", help, fn, t.arg(dest, help=arg_help))
+
+
+def list_command(kind: str, render, columns=None):
+    """`list [-l COLUMNS]`: the records as JSON/YAML, else the table `render(session,
+    records, columns)` (what it looks up, only for the table). `columns(spec)`: the
+    columns of -l, checked before any call."""
+
+    def cmd(args, session: Session) -> int:
+        cols = columns(args.list) if columns else None
+        records = list_records(session, kind)
+        emit(args, records, lambda: [render(session, records, cols)])
+        return 0
+
+    return cmd
+
+
+def show_command(kind: str, dest: str, renderables):
+    """`show <dest>`: `show_data` as JSON/YAML, else `renderables(obj, record)`."""
+
+    def cmd(args, session: Session) -> int:
+        obj, record = info(session, kind, resolve(session, kind, getattr(args, dest)))
+        emit(args, show_data(obj, record), lambda: renderables(obj, record))
+        return 0
+
+    return cmd
+
+
+def create_from_file(kind: str):
+    """A `create FILE` command: allocates an object of `kind`, prints its ID."""
+
+    def cmd(args, session: Session) -> int:
+        oid = allocate(session, kind, template=t.read_input(args.file))
+        emit(args, {"id": oid}, lambda: [f"ID: {oid}"])
+        return 0
+
+    return cmd
+
+
+def add_create(sub, help: str, fn, *arguments) -> argparse.ArgumentParser:
+    """`create FILE ...`."""
+    file = t.arg("file", metavar="FILE", help="template file, '-' for stdin")
+    return t.command(sub, "create", help, fn, file, *arguments)
+
+
+def update_by_action(kind: str, label: str):
+    """An `update` command going through the kind's own "update" action (which checks
+    or keeps what the plain PoolService.Update would not)."""
+
+    def cmd(args, session: Session) -> int:
+        oid = resolve(session, kind, args.object)
+        text = t.template_input(args.file, lambda: info(session, kind, oid)[0].template, "template")
+        action(session, kind, oid, "update", {"template": text, "append": args.append})
+        t.done(args, {"id": oid, "updated": True}, f"{label} {oid}: template updated")
+        return 0
+
+    return cmd
+
+
+def for_each(kind: str, label: str, name: str, word: str, data: Callable[[int], dict]):
+    """A command applying action `name` to each object in args.<kind>s."""
+
+    def cmd(args, session: Session) -> int:
+        for ref in getattr(args, f"{kind}s"):
+            oid = resolve(session, kind, ref)
+            action(session, kind, oid, name)
+            t.done(args, data(oid), f"{label} {oid}: {word}")
+        return 0
+
+    return cmd
+
+
+def add_each_commands(sub, kind: str, make, rows) -> None:
+    """One `<name> <kind>... [-v]` subcommand per (name, word, help) row, its function
+    `make(name, word)`."""
+    for name, word, what in rows:
+        t.command(
+            sub,
+            name,
+            what,
+            make(name, word),
+            t.arg(f"{kind}s", nargs="+", metavar=kind),
+            verbose=True,
+        )
+
+
 # --- the subcommands every kind has ------------------------------------------------------
 
 
-def add_common_commands(sub, kind: str, label: str) -> None:
-    """delete, update, rename, chown, chmod for objects of `kind`."""
+def add_common_commands(sub, kind: str, label: str, update=None) -> None:
+    """delete, update, rename, chown, chmod for objects of `kind` (`update`: the update
+    command's function, when not PoolService.Update)."""
 
-    def one(name: str, help: str, fn) -> argparse.ArgumentParser:
-        p = t.subparser(sub, name, help, fn)
-        p.add_argument("object", metavar=kind, help=f"{label} id or name")
-        return p
+    obj = t.arg("object", metavar=kind, help=f"{label} id or name")
 
     def cmd_delete(args, session: Session) -> int:
         for ref in args.objects:
@@ -138,34 +268,17 @@ def add_common_commands(sub, kind: str, label: str) -> None:
         t.done(args, {"id": oid, "perms": args.octet}, f"{label} {oid}: permissions changed")
         return 0
 
-    p = t.subparser(sub, "delete", f"delete {label}s", cmd_delete)
-    p.add_argument("objects", nargs="+", metavar=kind)
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = one("update", f"replace (or --append to) a {label}'s template", cmd_update)
-    p.add_argument("file", nargs="?", metavar="FILE", help="template file, '-' for stdin")
-    p.add_argument("-a", "--append", action="store_true", help="merge instead of replacing")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = one("rename", f"rename a {label}", cmd_rename)
-    p.add_argument("name")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = one("chown", f"change a {label}'s owner (and group)", cmd_chown)
-    p.add_argument("owner", metavar="user")
-    p.add_argument("group", nargs="?")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = one("chgrp", f"change a {label}'s group", cmd_chgrp)
-    p.add_argument("group")
-    t.add_verbose(p)
-    t.finish(p)
-
-    p = one("chmod", f"change a {label}'s permissions (octal, e.g. 640)", cmd_chmod)
-    p.add_argument("octet")
-    t.add_verbose(p)
-    t.finish(p)
+    objects = t.arg("objects", nargs="+", metavar=kind)
+    t.command(sub, "delete", f"delete {label}s", cmd_delete, objects, verbose=True)
+    what = f"replace (or --append to) a {label}'s template"
+    t.add_update(
+        sub, update or cmd_update, what, "object", metavar=kind, help=f"{label} id or name"
+    )
+    t.command(sub, "rename", f"rename a {label}", cmd_rename, obj, "name", verbose=True)
+    owner = t.arg("owner", metavar="user")
+    group = t.arg("group", nargs="?")
+    what = f"change a {label}'s owner (and group)"
+    t.command(sub, "chown", what, cmd_chown, obj, owner, group, verbose=True)
+    t.command(sub, "chgrp", f"change a {label}'s group", cmd_chgrp, obj, "group", verbose=True)
+    what = f"change a {label}'s permissions (octal, e.g. 640)"
+    t.command(sub, "chmod", what, cmd_chmod, obj, "octet", verbose=True)

@@ -458,6 +458,103 @@ def finish(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     return p
 
 
+def arg(*names: str, **kw: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """An argument of `command`: arg("vm"), arg("--hard", action="store_true")."""
+    return names, kw
+
+
+def command(
+    sub, name: str, help: str, fn, *arguments, verbose: bool = False
+) -> argparse.ArgumentParser:
+    """A finished subcommand from a table of arguments (a plain string: a positional
+    argument; else an `arg(...)`), with -v/--verbose when `verbose`."""
+    p = subparser(sub, name, help, fn)
+    for a in arguments:
+        names, kw = (a,), {}
+        if not isinstance(a, str):
+            names, kw = a
+        p.add_argument(*names, **kw)
+    if verbose:
+        add_verbose(p)
+    return finish(p)
+
+
+EDIT_FILE_HELP = "template file, '-' for stdin (default: edit in $EDITOR)"
+EDIT_APPEND_HELP = "merge into the template instead of replacing it"
+QUOTA_FILE = arg(
+    "file",
+    nargs="?",
+    metavar="FILE",
+    help="quota template, '-' for stdin (default: edit in $EDITOR)",
+)
+
+
+def add_update(
+    sub,
+    fn,
+    what: str,
+    dest: str,
+    file_help: str = "template file, '-' for stdin",
+    append_help: str = "merge instead of replacing",
+    **kw: Any,
+) -> argparse.ArgumentParser:
+    """`update <dest> [FILE|-] [-a/--append] [-v]` (`kw`: of the <dest> argument)."""
+    return command(
+        sub,
+        "update",
+        what,
+        fn,
+        arg(dest, **kw),
+        arg("file", nargs="?", metavar="FILE", help=file_help),
+        arg("-a", "--append", action="store_true", help=append_help),
+        verbose=True,
+    )
+
+
+def add_quota_commands(
+    sub,
+    kind: int,
+    noun: str,
+    dest: str,
+    resolve: Callable[[Session, str], int],
+    current: Callable[[Session, int], str],
+    **kw: Any,
+) -> None:
+    """`quota <dest> [FILE|-]` and `defaultquota [FILE|-]` of users or groups (`kind`:
+    quota_pb2.USER or GROUP; `current`: the quota text of one; `kw`: of <dest>)."""
+    label = noun.upper()
+
+    def cmd_quota(args, session: Session) -> int:
+        oid = resolve(session, getattr(args, dest))
+        text = template_input(args.file, lambda: current(session, oid), "quota template")
+        request = quota_pb2.QuotaSetRequest(kind=kind, id=oid, quota=text, request_id=request_id())
+        session.call(lambda c: quotas(c).Set(request, timeout=session.timeout))
+        done(args, {"id": oid, "quota": True}, f"{label} {oid}: quota set")
+        return 0
+
+    def cmd_defaultquota(args, session: Session) -> int:
+        text = template_input(
+            args.file, lambda: default_quota(session, kind) or "", "quota template"
+        )
+        request = quota_pb2.QuotaDefaultSetRequest(kind=kind, quota=text, request_id=request_id())
+        session.call(lambda c: quotas(c).SetDefault(request, timeout=session.timeout))
+        done(args, {"defaultquota": True}, f"default {noun} quota set")
+        return 0
+
+    what = f"set a {noun}'s quota from a quota template"
+    command(sub, "quota", what, cmd_quota, arg(dest, **kw), QUOTA_FILE, verbose=True)
+    what = f"set the default quota of {noun}s"
+    command(sub, "defaultquota", what, cmd_defaultquota, QUOTA_FILE, verbose=True)
+
+
+def new_parser(prog: str, description: str) -> tuple[argparse.ArgumentParser, Any]:
+    """The top parser of a CLI (global options) and its COMMAND subparsers."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_global_args(parser)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    return parser, sub
+
+
 def main_for(prog: str, build_parser: Callable[[], argparse.ArgumentParser], argv) -> int:
     """Parse, open a session (lazily for commands that log in themselves), run, and
     turn errors into `<prog>: error: ...` with exit code 1 (usage errors exit 2)."""
