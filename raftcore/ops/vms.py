@@ -44,41 +44,7 @@ from raftcore.ops.vmcore import KIND, REASON_USER
 SYSTEM_UID = -1  # the front-ends themselves (scheduler, reconciler)
 MAX_MESSAGE_CHARS = 4096
 
-# The right each client action needs on the VM (oned.conf's VM_*_OPERATIONS defaults;
-# "resched" covers unresched, "disk-attach" the detach, "nic-attach" the NIC detach,
-# "disk-snapshot" create/revert/delete, as OpenNebula groups them).
-RIGHTS: dict[str, str] = {
-    **dict.fromkeys(
-        (
-            "terminate",
-            "terminate-hard",
-            "undeploy",
-            "undeploy-hard",
-            "poweroff",
-            "poweroff-hard",
-            "reboot",
-            "reboot-hard",
-            "hold",
-            "release",
-            "stop",
-            "suspend",
-            "resume",
-            "disk-attach",
-            "disk-detach",
-            "nic-attach",
-            "nic-detach",
-            "disk-snapshot-create",
-            "disk-snapshot-revert",
-            "disk-snapshot-delete",
-            "resize",
-            "sched-add",
-            "sched-update",
-            "sched-delete",
-        ),
-        "MANAGE",
-    ),
-    **dict.fromkeys(("resched", "unresched", "deploy", "migrate", "recover"), "ADMIN"),
-}
+# Actions that only move the life-cycle (no arguments): one handler shape for all.
 SIMPLE_ACTIONS = (
     "terminate",
     "terminate-hard",
@@ -96,6 +62,27 @@ SIMPLE_ACTIONS = (
     "resched",
     "unresched",
 )
+# The right each client action needs on the VM (oned.conf's VM_*_OPERATIONS defaults;
+# "resched" covers unresched, "disk-attach" the detach, "nic-attach" the NIC detach,
+# "disk-snapshot" create/revert/delete, as OpenNebula groups them).
+_ADMIN_ACTIONS = ("resched", "unresched", "deploy", "migrate", "recover")
+_DEVICE_ACTIONS = (
+    "disk-attach",
+    "disk-detach",
+    "nic-attach",
+    "nic-detach",
+    "disk-snapshot-create",
+    "disk-snapshot-revert",
+    "disk-snapshot-delete",
+    "resize",
+    "sched-add",
+    "sched-update",
+    "sched-delete",
+)
+RIGHTS: dict[str, str] = {
+    **dict.fromkeys(SIMPLE_ACTIONS + _DEVICE_ACTIONS, "MANAGE"),
+    **dict.fromkeys(_ADMIN_ACTIONS, "ADMIN"),
+}
 RECOVER_OPS = ("success", "failure", "retry", "delete", "delete-recreate")
 
 
