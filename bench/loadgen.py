@@ -292,15 +292,28 @@ def default_processes(clients: int) -> int:
     return 1
 
 
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
 def proc_cpu_s(pid: int) -> float | None:
-    """CPU seconds (user + system, all threads) used so far by ``pid``; None if gone."""
+    """CPU seconds (user + system, all threads) used so far by ``pid`` and its live
+    descendants (a front-end is oned plus its API worker); None if ``pid`` is gone."""
     try:
         with open(f"/proc/{pid}/stat") as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
-    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    own = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return own + sum(proc_cpu_s(c) or 0.0 for c in _children(pid))
 
 
 class CpuMeter:
