@@ -198,8 +198,13 @@ def _type_name(value: Any) -> str:
     return type(value).__name__
 
 
-def validate_command(obj: Any) -> dict:
-    """Return `obj` if it is a well-formed command envelope, else raise BadCommand."""
+def validate_command(obj: Any, decoded_from: int | None = None) -> dict:
+    """Return `obj` if it is a well-formed command envelope, else raise BadCommand.
+
+    `decoded_from`: the size of the msgpack the command was decoded from (e.g. a log
+    entry), if known. A command out of at most MAX_COMMAND_BYTES is encodable and within
+    the limit, so it is not packed again to measure it.
+    """
     if not isinstance(obj, dict):
         raise BadCommand(f"command must be a map, got {_type_name(obj)}")
     for name, kind in _FIELDS.items():
@@ -211,8 +216,8 @@ def validate_command(obj: Any) -> dict:
             raise BadCommand(
                 f"command field {name!r} must be {kind.__name__}, got {_type_name(value)}"
             )
-    extra = sorted(str(k) for k in obj if k not in _FIELDS)
-    if extra:
+    if len(obj) > len(_FIELDS):
+        extra = sorted(str(k) for k in obj if k not in _FIELDS)
         raise BadCommand(f"command has unknown field(s): {', '.join(extra)}")
     if obj["v"] != VERSION:
         raise BadCommand(f"unknown command version {obj['v']} (this build knows {VERSION})")
@@ -229,6 +234,8 @@ def validate_command(obj: Any) -> dict:
         raise BadCommand(f"ts must be >= 0 (ms since the epoch), got {obj['ts']}")
     if any(not isinstance(k, str) for k in obj["args"]):
         raise BadCommand("command args keys must be strings")
+    if decoded_from is not None and decoded_from <= MAX_COMMAND_BYTES:
+        return obj
     try:
         size = len(packb(obj))
     except (TypeError, ValueError, OverflowError) as e:

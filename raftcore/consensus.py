@@ -67,6 +67,10 @@ MAX_ENTRY_BYTES = 4 * 1024 * 1024
 MAX_ENTRY_COMMANDS = 4096
 # Entries proposed but not yet applied, beyond which new proposals wait to be packed.
 MAX_INFLIGHT_ENTRIES = 2
+# Group commit (RaftReplica._lingering): from how many commands in the last entry the
+# next one waits for more, and how many queued proposals end the wait early.
+LINGER_MIN_BATCH = 8
+LINGER_ENOUGH = 256
 
 SNAP_MAGIC = b"ONESNAP1"
 _TIMED_OUT = "timed out waiting for the write to commit; retry with the same id"
@@ -87,6 +91,10 @@ class ReplicaConfig:
     snapshot_min_entries: int = 10000
     fault_injection: bool = False
     min_free_bytes: int = 64 * 1024 * 1024
+    # Group commit: while writes are concurrent (the last entry carried several
+    # commands), the leader waits up to this long for more proposals before it packs
+    # the next entry (RaftReplica._lingering). A lone writer never waits.
+    batch_linger: float = 0.005
     # A server added to a running zone: it does not stand for election until caught up.
     # (It still votes: PySyncObj counts it in every majority from the moment it is
     # added, so a joiner refusing votes could leave a zone of two without a leader.)
@@ -102,6 +110,8 @@ class ReplicaConfig:
             raise ValueError("election_timeout_min must exceed 3 x heartbeat")
         if not self.election_timeout_max > self.election_timeout_min:
             raise ValueError("election_timeout_max must exceed election_timeout_min")
+        if not 0 <= self.batch_linger < self.heartbeat:
+            raise ValueError("batch_linger must be at least 0 and less than the heartbeat")
 
 
 _TRAILER = struct.Struct("<QI")
@@ -241,7 +251,11 @@ class _Engine(SyncObj):
         super().__init__(self_node, others, conf=conf, transportClass=PeerTransport)
 
     def _onTick(self, timeToWait: float = 0.0) -> None:  # noqa: N802, N803
-        self._adapter._tick_start()
+        adapter = self._adapter
+        adapter._tick_start()
+        if adapter._linger_until:
+            # Wake up when the proposals being gathered are due.
+            timeToWait = max(0.0, min(timeToWait, adapter._linger_until - time.monotonic()))
         super()._onTick(timeToWait)
 
     def _SyncObj__doApplyCommand(self, command: bytes):  # noqa: N802
@@ -302,6 +316,8 @@ class RaftReplica:
         self._last_warning = 0.0
         self._inflight = 0
         self._inflight_since = 0.0
+        self._last_batch = 0  # commands in the last entry proposed
+        self._linger_until = 0.0  # set while gathering proposals for the next entry
         # Only a fresh server waits: one that has state already caught up once.
         self.catching_up = cfg.joining and store.applied_index == 0
         self.ack_trace: list[tuple[int, int]] | None = None  # (acked index, synced index)
@@ -396,6 +412,8 @@ class RaftReplica:
             if time.monotonic() - self._inflight_since < 1.0:
                 return
             self._inflight = 0
+        if self._lingering():
+            return
         engine = self._engine
         if not engine._isLeader():
             self._fail_queue(NotLeader(self.leader()))
@@ -414,6 +432,7 @@ class RaftReplica:
                 p = self._queue.popleft()
                 batch.append(p)
                 size += p.size
+            self._last_batch = len(batch)
             payload = commands.encode_entry([p.command for p in batch])
             if not self._inflight:
                 self._inflight_since = time.monotonic()
@@ -421,6 +440,32 @@ class RaftReplica:
             engine._applyCommand(payload, self._make_callback(batch), _REGULAR)
             if self._inflight >= MAX_INFLIGHT_ENTRIES:
                 break
+
+    def _lingering(self) -> bool:
+        """Group commit: True while the next entry should wait for more proposals.
+
+        Under concurrent writes (the last entry carried LINGER_MIN_BATCH commands or more)
+        the next entry waits up to batch_linger, or until LINGER_ENOUGH proposals are
+        queued: per-entry costs (a journal sync and a message round on every front-end)
+        then spread over many writes. A lone or lightly concurrent writer never waits, nor
+        does the first writer after a quiet spell (nothing in flight for batch_linger).
+        """
+        now = time.monotonic()
+        if (
+            self._last_batch < LINGER_MIN_BATCH
+            or len(self._queue) >= LINGER_ENOUGH
+            or not self.cfg.batch_linger
+            or (not self._inflight and now - self._inflight_since > self.cfg.batch_linger)
+        ):
+            self._linger_until = 0.0
+            return False
+        if not self._linger_until:
+            self._linger_until = now + self.cfg.batch_linger
+            return True
+        if now < self._linger_until:
+            return True
+        self._linger_until = 0.0
+        return False
 
     def _fail_queue(self, error: Exception) -> None:
         failed = []
@@ -685,6 +730,7 @@ class RaftReplica:
 
     def _on_state_changed(self, _old: int, new: int) -> None:
         self._inflight = 0
+        self._last_batch, self._linger_until = 0, 0.0
         with self._role_cond:
             self._role_events.append((_ROLES.get(new, ROLE_FOLLOWER), self._engine.raftCurrentTerm))
             self._role_cond.notify_all()
@@ -741,28 +787,36 @@ class RaftReplica:
                 f"{self.cfg.min_free_bytes // 1024} KiB required to accept writes"
             )
 
-    def _enqueue(
-        self,
-        command: dict,
-        future: asyncio.Future | None = None,
-        sink: Callable[[list[_Pending]], None] | None = None,
-        tag: object = None,
-    ) -> _Pending:
+    def _admit(self) -> None:
+        """Refuse at once what could not be proposed (raises)."""
         if self._closed:
             raise Unavailable("server is shutting down")
         if not self._engine._isLeader():
             raise NotLeader(self.leader(), self._no_leader_reason())
         self._check_disk()
-        try:
-            size = len(codec.packb(command))
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"command cannot be encoded: {e}") from e
-        pending = _Pending(command, size, future, sink, tag)
-        self._queue.append(pending)
-        if self._inflight < MAX_INFLIGHT_ENTRIES:
-            # Otherwise the raft thread flushes when an entry completes: waking it for
-            # each proposal would only run idle ticks.
+
+    @staticmethod
+    def _pending(command: dict, future=None, sink=None, tag=None, size=None) -> _Pending:
+        if size is None:
+            try:
+                size = len(codec.packb(command))
+            except (TypeError, ValueError) as e:
+                raise ValueError(f"command cannot be encoded: {e}") from e
+        return _Pending(command, size, future, sink, tag)
+
+    def _queued(self) -> None:
+        if self._inflight < MAX_INFLIGHT_ENTRIES and (
+            not self._linger_until or len(self._queue) >= LINGER_ENOUGH
+        ):
+            # Otherwise the raft thread flushes when an entry completes, or when the
+            # proposals it gathers are due: waking it for each one would only run idle ticks.
             self._wake()
+
+    def _enqueue(self, command: dict, future: asyncio.Future | None = None) -> _Pending:
+        self._admit()
+        pending = self._pending(command, future)
+        self._queue.append(pending)
+        self._queued()
         return pending
 
     def propose(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
@@ -771,11 +825,23 @@ class RaftReplica:
             raise Ambiguous(_TIMED_OUT)
         return pending.outcome()
 
-    def propose_to(self, command: dict, sink: Callable[[list], None], tag: object) -> None:
-        """Propose without waiting: `sink(pendings)` is called on the raft thread with the
-        settled proposals (each has .tag, and .outcome() returns or raises). Raises at once
-        for what propose() would refuse before proposing (not leader, disk full)."""
-        self._enqueue(command, sink=sink, tag=tag)
+    def propose_many(
+        self, proposals: list[tuple[object, dict, int | None]], sink: Callable[[list], None]
+    ) -> list[tuple[object, Exception]]:
+        """Propose (tag, command, encoded size or None) triples without waiting:
+        `sink(pendings)` is called on the raft thread with settled proposals (each has
+        .tag, and .outcome() returns or raises). Raises at once for what propose() would
+        refuse before proposing (not leader, disk full); returns the (tag, error) of
+        commands that cannot be encoded."""
+        self._admit()
+        refused = []
+        for tag, command, size in proposals:
+            try:
+                self._queue.append(self._pending(command, sink=sink, tag=tag, size=size))
+            except ValueError as e:
+                refused.append((tag, e))
+        self._queued()
+        return refused
 
     async def propose_async(self, command: dict, timeout: float = 5.0) -> tuple[int, dict]:
         """propose() for coroutines: no thread waits, the raft thread wakes the loop."""
@@ -850,6 +916,11 @@ class RaftReplica:
         with self.store.read() as view:
             yield view
 
+    @property
+    def auth_epoch(self) -> int:
+        """The store's count of committed changes to tokens and users (Authenticator)."""
+        return self.store.auth_epoch
+
     def is_leader(self) -> bool:
         return self._engine._isLeader()
 
@@ -857,17 +928,23 @@ class RaftReplica:
         node = self._engine._getLeader()
         return getattr(node, "address", None)
 
+    def role(self) -> tuple[str, int]:
+        """(role, term): what status() says of them, without building the whole record."""
+        engine = self._engine
+        role = _ROLES.get(engine._SyncObj__raftState, ROLE_FOLLOWER)
+        if role == ROLE_LEADER and not engine.otherNodes:
+            role = ROLE_SOLO
+        return role, engine.raftCurrentTerm
+
     def status(self) -> RaftStatus:
         engine = self._engine
         members = sorted([self.cfg.raft_address] + [n.address for n in engine.otherNodes])
-        role = _ROLES.get(engine._SyncObj__raftState, ROLE_FOLLOWER)
-        if len(members) == 1 and role == ROLE_LEADER:
-            role = ROLE_SOLO
+        role, term = self.role()
         return RaftStatus(
             server_id=self.server_id,
             raft_address=self.cfg.raft_address,
             role=role,
-            term=engine.raftCurrentTerm,
+            term=term,
             log_index=self._last_log_index(),
             commit_index=engine.raftCommitIndex,
             applied_index=engine.raftLastApplied,

@@ -63,6 +63,9 @@ class LocalReplica:
         with self._store.read() as view:
             yield view
 
+    def role(self) -> tuple[str, int]:
+        return ROLE_LEADER, TERM
+
     def status(self) -> RaftStatus:
         index = self._store.applied_index
         return RaftStatus(
@@ -78,6 +81,10 @@ class LocalReplica:
             members=[self.raft_address],
             connected=[self.raft_address],
         )
+
+    @property
+    def auth_epoch(self) -> int:
+        return self._store.auth_epoch
 
     def is_leader(self) -> bool:
         return True

@@ -8,9 +8,10 @@ The environment is opened with sync=False/metasync=False: durability comes from 
 raft journal, and the consensus adapter calls sync() before it compacts the journal.
 """
 
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -178,6 +179,13 @@ def _read_applied(txn: lmdb.Transaction, meta_db: Any) -> int:
     return 0 if raw is None else codec.unpackb(raw)
 
 
+log = logging.getLogger(__name__)
+
+# What a login token check reads (zones/api/auth.py): a committed change to any of these
+# bumps Store.auth_epoch, so API-side caches of token checks know they are stale.
+AUTH_DBS = frozenset({schema.TOKENS, schema.USERS})
+
+
 class Store:
     """The replicated state of one front-end (see the module docstring)."""
 
@@ -190,6 +198,10 @@ class Store:
         self._apply_lock = threading.Lock()
         self._applied_cond = threading.Condition()
         self._closed = False
+        # Counts committed changes to AUTH_DBS (in memory: a cache is as young as its process).
+        self.auth_epoch = 0
+        self._auth_touched = False
+        self._auth_listeners: list[Callable[[int], None]] = []
         os.makedirs(path, exist_ok=True)
         self._open()
 
@@ -235,9 +247,26 @@ class Store:
             with self._applied_cond:
                 self._applied = index
                 self._applied_cond.notify_all()
+            if self._auth_touched:
+                self._auth_changed()
         return results
 
+    def add_auth_listener(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(auth_epoch)` after every commit that changed AUTH_DBS (on the
+        applying thread, before the entry's results reach anyone)."""
+        self._auth_listeners.append(listener)
+
+    def _auth_changed(self) -> None:
+        self._auth_touched = False
+        self.auth_epoch += 1
+        for listener in self._auth_listeners:
+            try:
+                listener(self.auth_epoch)
+            except Exception:  # a listener must not break apply
+                log.exception("auth listener failed")
+
     def _write_entry(self, index: int, payload: bytes) -> list[dict]:
+        self._auth_touched = False
         try:
             commands = decode_entry(payload)
         except BadEntry as e:
@@ -249,7 +278,7 @@ class Store:
             view = TxnView(txn, self._dbs, index)
             newest_ts = -1
             for command in commands:
-                result, ts = self._apply_command(txn, view, command, index)
+                result, ts = self._apply_command(txn, view, command, index, len(payload))
                 results.append(result)
                 newest_ts = max(newest_ts, ts)
             if newest_ts >= 0:
@@ -258,11 +287,12 @@ class Store:
         return results
 
     def _apply_command(
-        self, txn: lmdb.Transaction, view: TxnView, command: Any, index: int
+        self, txn: lmdb.Transaction, view: TxnView, command: Any, index: int, entry_size: int
     ) -> tuple[dict, int]:
-        """Apply one command inside the entry's txn; returns (result, ts or -1)."""
+        """Apply one command (of an entry of `entry_size` bytes) inside the entry's txn;
+        returns (result, ts or -1)."""
         try:
-            command = validate_command(command)
+            command = validate_command(command, decoded_from=entry_size)
         except BadCommand as e:
             return error(ErrorCode.BAD_REQUEST, f"invalid command: {e}"), -1
         rid, ts = command["rid"], command["ts"]
@@ -281,6 +311,8 @@ class Store:
         except Exception as e:  # a handler bug: bad db name or unpackable value
             encoded = []
             result = error(ErrorCode.INTERNAL, f"bad mutation from {command['op']!r}: {e}")
+        if not self._auth_touched:
+            self._auth_touched = any(m[1] in AUTH_DBS for m in mutations)
         for kind, db, key, value in encoded:
             if kind == "put":
                 txn.put(key, value, db=db)
@@ -377,6 +409,7 @@ class Store:
                 self._check_open()
                 self._copy_all(src_env)
                 self._applied = index
+                self._auth_changed()
         finally:
             src_env.close()
         with self._applied_cond:

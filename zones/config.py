@@ -28,6 +28,7 @@ Example::
     election_timeout_min = 0.2
     election_timeout_max = 0.5
     heartbeat = 0.05
+    batch_linger = 0.005   # group commit window under concurrent writes (0: off)
 
     [tls]                # optional
     cert = "server.crt"
@@ -98,6 +99,9 @@ class RaftConfig:
     join: bool = False
     # Writes are refused (RESOURCE_EXHAUSTED) while the data dir has less free space.
     min_free_bytes: int = 64 * 1024 * 1024
+    # Group commit (seconds): under concurrent writes the leader waits up to this long to
+    # pack more proposals into one log entry; a lone writer never waits. 0 disables it.
+    batch_linger: float = 0.005
     # "raft" (the real consensus) or "local": a test/dev-only single-server mode that
     # applies commands in-process without a raft log (raftcore.fake.LocalReplica).
     replica: str = "raft"
@@ -498,6 +502,7 @@ def _raft(data: dict, where: str) -> RaftConfig:
         snapshot_min_entries=t.integer("snapshot_min_entries", d.snapshot_min_entries, 1),
         fault_injection=t.get("fault_injection", bool, d.fault_injection, "true or false"),
         min_free_bytes=t.integer("min_free_bytes", d.min_free_bytes, 0),
+        batch_linger=float(t.get("batch_linger", (int, float), d.batch_linger, "a number")),
         join=t.get("join", bool, d.join, "true or false"),
         replica=t.string("replica", d.replica),
     )
@@ -511,6 +516,10 @@ def _raft(data: dict, where: str) -> RaftConfig:
         raise t.fail(
             "heartbeat",
             f"must be less than a third of election_timeout_min ({cfg.election_timeout_min})",
+        )
+    if not 0 <= cfg.batch_linger < cfg.heartbeat:
+        raise t.fail(
+            "batch_linger", f"must be at least 0 and less than heartbeat ({cfg.heartbeat})"
         )
     if cfg.replica not in REPLICA_KINDS:
         raise t.fail("replica", f"must be one of {', '.join(REPLICA_KINDS)}, got {cfg.replica!r}")

@@ -48,6 +48,7 @@ def make_replica(config: Config, store: Store, secret: str):
         snapshot_min_entries=r.snapshot_min_entries,
         fault_injection=r.fault_injection,
         min_free_bytes=r.min_free_bytes,
+        batch_linger=r.batch_linger,
         joining=r.join,
     )
     return RaftReplica(cfg, store)

@@ -13,7 +13,13 @@ Frames, worker -> raft process:
 raft process -> worker:
     ["r", id, true, value]             result
     ["r", id, false, [kind, message, leader]]   error (kind: an exception class below)
+    ["R", [[id, ok, value or error], ...]]      the results of one log entry, together
     ["e", {leader, is_leader, role, term}]      state change, pushed (and on connect)
+    ["a", epoch]                       the store's auth_epoch, pushed when it changes
+                                       (before the results of the entry that changed it)
+
+Both sides cut frames out of one buffer per read and act on all of them: under load one
+read carries many proposals, which the raft process queues with a single wake-up.
 """
 
 from __future__ import annotations
@@ -57,6 +63,31 @@ def _encode_error(e: Exception) -> list:
     return [kind, str(e), getattr(e, "leader", None)]
 
 
+def _frames(buffer: bytearray) -> Iterator[tuple[int, list]]:
+    """(size, message) of the complete frames at the start of `buffer`, which loses them.
+    Raises ValueError for an oversized or undecodable frame."""
+    pos, end = 0, len(buffer)
+    try:
+        while end - pos >= 4:
+            (size,) = _LEN.unpack_from(buffer, pos)
+            if size > MAX_FRAME:
+                raise ValueError(f"a {size}-byte frame exceeds the limit of {MAX_FRAME}")
+            if end - pos - 4 < size:
+                break
+            start, pos = pos + 4, pos + 4 + size
+            yield size, codec.unpackb(bytes(buffer[start:pos]))
+    finally:
+        del buffer[:pos]
+
+
+def _outcome(p) -> list:
+    try:
+        index, result = p.outcome()
+        return [p.tag, True, [index, result]]
+    except Exception as e:  # noqa: BLE001 - every outcome is sent back
+        return [p.tag, False, _encode_error(e)]
+
+
 def _decode_error(payload: list) -> Exception:
     kind, message, leader = payload
     if kind == "NotLeader":
@@ -84,34 +115,26 @@ class _Connection:
                 self.closed = True
 
     def deliver(self, pendings: list) -> None:
-        """Sink for settled proposals (raft thread): one send for the whole batch."""
-        out = []
-        for p in pendings:
-            try:
-                index, result = p.outcome()
-                out.append(_frame(["r", p.tag, True, [index, result]]))
-            except Exception as e:  # noqa: BLE001 - every outcome is sent back
-                out.append(_frame(["r", p.tag, False, _encode_error(e)]))
-        self.send(b"".join(out))
+        """Sink for settled proposals (raft thread): one frame for the whole batch."""
+        self.send(_frame(["R", [_outcome(p) for p in pendings]]))
 
     def serve(self) -> None:
-        buffer = b""
+        buffer = bytearray()
         try:
             while True:
                 chunk = self.sock.recv(1 << 20)
                 if not chunk:
                     return
                 buffer += chunk
-                while len(buffer) >= 4:
-                    (size,) = _LEN.unpack_from(buffer)
-                    if size > MAX_FRAME:
-                        log.error("API worker sent a %d-byte frame; closing", size)
-                        return
-                    if len(buffer) < 4 + size:
-                        break
-                    message = codec.unpackb(buffer[4 : 4 + size])
-                    buffer = buffer[4 + size :]
-                    self.server.handle(self, message)
+                proposals = []
+                for size, message in _frames(buffer):
+                    if message[0] == "p":
+                        # The frame's size bounds the command's: no need to encode it again.
+                        proposals.append((message[1], message[2], size))
+                    else:
+                        self.server.handle(self, message)
+                if proposals:
+                    self.server.propose(self, proposals)
         except (OSError, ValueError) as e:
             log.warning("API worker connection: %s", e)
         finally:
@@ -152,6 +175,7 @@ class ReplicaServer:
         finally:
             os.umask(old)
         self._sock.listen(4)
+        store.add_auth_listener(self._push_auth_epoch)
         threading.Thread(target=self._accept, name="ipc-accept", daemon=True).start()
         threading.Thread(target=self._watch, name="ipc-watch", daemon=True).start()
 
@@ -162,9 +186,10 @@ class ReplicaServer:
             except OSError:
                 return
             conn = _Connection(self, sock)
-            with self._lock:
+            state = _frame(["e", self._current_state()])
+            with self._lock:  # with the pushes: the worker never sees the epoch go back
                 self._conns.add(conn)
-            conn.send(_frame(["e", self._current_state()]))
+                conn.send(state + _frame(["a", self.store.auth_epoch]))
             threading.Thread(target=conn.serve, name="ipc-conn", daemon=True).start()
 
     def forget(self, conn: _Connection) -> None:
@@ -172,12 +197,12 @@ class ReplicaServer:
             self._conns.discard(conn)
 
     def _current_state(self) -> dict:
-        st = self.replica.status()
+        role, term = self.replica.role()
         return {
             "leader": self.replica.leader(),
             "is_leader": self.replica.is_leader(),
-            "role": st.role,
-            "term": st.term,
+            "role": role,
+            "term": term,
         }
 
     def _watch(self) -> None:
@@ -195,14 +220,23 @@ class ReplicaServer:
                 for conn in conns:
                     conn.send(frame)
 
+    def propose(self, conn: _Connection, proposals: list[tuple[int, dict, int]]) -> None:
+        try:
+            refused = self.replica.propose_many(proposals, conn.deliver)
+        except Exception as e:  # noqa: BLE001 - refused before proposing
+            refused = [(ident, e) for ident, _command, _size in proposals]
+        if refused:
+            conn.send(_frame(["R", [[i, False, _encode_error(e)] for i, e in refused]]))
+
+    def _push_auth_epoch(self, epoch: int) -> None:
+        frame = _frame(["a", epoch])
+        with self._lock:
+            for conn in self._conns:
+                conn.send(frame)
+
     def handle(self, conn: _Connection, message: list) -> None:
         kind, ident = message[0], message[1]
-        if kind == "p":
-            try:
-                self.replica.propose_to(message[2], conn.deliver, ident)
-            except Exception as e:  # noqa: BLE001 - refused before proposing
-                conn.send(_frame(["r", ident, False, _encode_error(e)]))
-        elif kind == "c" and message[2] in self._CALLS:
+        if kind == "c" and message[2] in self._CALLS:
             self._pool.submit(self._call, conn, ident, message[2], message[3])
         else:
             conn.send(_frame(["r", ident, False, ["ValueError", f"unknown call {message}", None]]))
@@ -275,9 +309,11 @@ class RemoteReplica:
         self._waiting: dict[int, asyncio.Future] = {}
         self._state = {"leader": None, "is_leader": False, "role": "follower", "term": 0}
         self._role_subscribers: list[Callable[[str, int], None]] = []
-        self._writer: asyncio.StreamWriter | None = None
+        self._writer: asyncio.Transport | None = None
         self._outbox: list[bytes] = []
         self._ready = threading.Event()
+        # The raft process's Store.auth_epoch (None until it is first pushed).
+        self.auth_epoch: int | None = None
         self.on_lost: Callable[[], None] | None = None
 
     def connect(self, timeout: float = 30.0) -> None:
@@ -290,41 +326,48 @@ class RemoteReplica:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                reader, self._writer = await asyncio.open_unix_connection(self._path)
-                break
+                self._writer, _ = await self._loop.create_unix_connection(
+                    lambda: _WorkerProtocol(self), self._path
+                )
+                return
             except OSError:
                 if time.monotonic() > deadline:
                     raise Unavailable(f"cannot reach the raft process at {self._path}") from None
                 await asyncio.sleep(0.05)
-        self._loop.create_task(self._read(reader))
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        try:
-            while True:
-                head = await reader.readexactly(4)
-                (size,) = _LEN.unpack(head)
-                message = codec.unpackb(await reader.readexactly(size))
-                if message[0] == "e":
-                    self._on_state(message[1])
-                    continue
-                future = self._waiting.pop(message[1], None)
-                if future is None or future.done():
-                    continue
-                if message[2]:
-                    future.set_result(message[3])
-                else:
-                    future.set_exception(_decode_error(message[3]))
-        except (asyncio.IncompleteReadError, OSError, ValueError) as e:
-            log.error("lost the raft process: %s", e)
-        finally:
-            lost = Unavailable("the raft process of this front-end is gone")
-            for future in self._waiting.values():
-                if not future.done():
-                    future.set_exception(lost)
-            self._waiting.clear()
-            self._state = {**self._state, "is_leader": False, "leader": None}
-            if self.on_lost is not None:
-                self.on_lost()
+    def _on_message(self, message: list) -> None:
+        kind = message[0]
+        if kind == "e":
+            self._on_state(message[1])
+        elif kind == "a":
+            self.auth_epoch = message[1]
+        elif kind == "R":
+            for ident, ok, value in message[1]:
+                self._settle(ident, ok, value)
+        else:
+            self._settle(message[1], message[2], message[3])
+
+    def _settle(self, ident: int, ok: bool, value) -> None:
+        future = self._waiting.pop(ident, None)
+        if future is None or future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(_decode_error(value))
+
+    def _lost(self, reason: object) -> None:
+        log.error("lost the raft process: %s", reason)
+        self._writer = None
+        self.auth_epoch = None
+        lost = Unavailable("the raft process of this front-end is gone")
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(lost)
+        self._waiting.clear()
+        self._state = {**self._state, "is_leader": False, "leader": None}
+        if self.on_lost is not None:
+            self.on_lost()
 
     def _on_state(self, state: dict) -> None:
         old, self._state = self._state, state
@@ -387,6 +430,9 @@ class RemoteReplica:
     def status(self) -> RaftStatus:
         return RaftStatus(**self._call("status", [], 5.0))
 
+    def role(self) -> tuple[str, int]:
+        return self._state["role"], self._state["term"]
+
     def is_leader(self) -> bool:
         return self._state["is_leader"]
 
@@ -411,6 +457,30 @@ class RemoteReplica:
     def close(self) -> None:
         if self._writer is not None:
             self._loop.call_soon_threadsafe(self._writer.close)
+
+
+class _WorkerProtocol(asyncio.Protocol):
+    """The worker's end of the socket: frames in, dispatched as they complete."""
+
+    def __init__(self, owner: RemoteReplica) -> None:
+        self._owner = owner
+        self._buffer = bytearray()
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport) -> None:
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        try:
+            for _size, message in _frames(self._buffer):
+                self._owner._on_message(message)
+        except ValueError as e:
+            log.error("the raft process sent a bad frame: %s", e)
+            self._transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._owner._lost(exc or "connection closed")
 
 
 def _expire(future: asyncio.Future) -> None:

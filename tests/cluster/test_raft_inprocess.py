@@ -218,3 +218,55 @@ def test_a_joining_server_does_not_campaign_until_caught_up(tmp_path):
         wait_for(lambda: kv(joiner, "after-join") is not None, what="the joiner follows")
     finally:
         c.close()
+
+
+def test_concurrent_writers_share_entries_and_every_write_commits(tmp_path):
+    c = Cluster(str(tmp_path), 3, batch_linger=0.01)
+    try:
+        leader = c.replicas[c.leader()]
+        start = leader.store.applied_index
+        errors: list[Exception] = []
+        done: dict[str, int] = {}
+
+        def writer(w: int) -> None:
+            for i in range(8):
+                key = f"w{w}/{i}"
+                try:
+                    done[key] = leader.propose(put(key))[0]
+                except Exception as e:  # noqa: BLE001 - collected for the assertion
+                    errors.append(e)
+
+        threads = [threading.Thread(target=writer, args=(w,)) for w in range(32)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert not errors and len(done) == 256
+        # Group commit: far fewer log entries than writes.
+        assert max(done.values()) - start < 256 // 4
+        for r in c.replicas:
+            wait_for(lambda r=r: r.store.applied_index >= max(done.values()), what="apply")
+            assert all(kv(r, key) for key in done)
+    finally:
+        c.close()
+
+
+def test_propose_many_refuses_only_the_commands_it_cannot_encode(cluster3):
+    leader = cluster3.replicas[cluster3.leader()]
+    settled = []
+    got = threading.Event()
+
+    def sink(pendings):
+        settled.extend(pendings)
+        got.set()
+
+    bad = put("bad")
+    bad["args"]["value"] = object()
+    refused = leader.propose_many([("good", put("good"), None), ("bad", bad, None)], sink)
+    assert [(tag, type(e)) for tag, e in refused] == [("bad", ValueError)]
+    assert got.wait(10)
+    assert [p.tag for p in settled] == ["good"]
+    assert settled[0].outcome()[1]["ok"]
+    with pytest.raises(NotLeader):
+        follower = next(r for r in cluster3.replicas if r is not leader)
+        follower.propose_many([("x", put("x"), None)], sink)

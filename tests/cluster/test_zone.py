@@ -222,3 +222,36 @@ def test_corruption_inside_the_journal_refuses_to_start(zone3):
     log = open(zone3.frontend(follower).log).read()
     assert "refusing to start on a corrupt journal" in log
     put(zone3, "zone-still-serves")
+
+
+def test_a_revoked_token_is_refused_by_every_front_end_that_checked_it(zone3):
+    # The API workers remember token checks; the raft process pushes the store's
+    # auth_epoch to them when tokens or users change, which must end the memory.
+    from zones.api.client import Client
+    from zones.api.gen import auth_pb2
+
+    leader = zone3.leader_index()
+    follower = (leader + 1) % 3
+    index = put(zone3, "auth-cache")
+    with Client(zone3.fes[follower].grpc) as reader, Client(zone3.fes[leader].grpc) as writer:
+        reader.login("oneadmin", zone3.password)
+        writer.set_token(reader.token)
+        read = kv_pb2.GetRequest(key="auth-cache", options=common_pb2.ReadOptions(min_index=index))
+        assert reader.kv.Get(read, timeout=5).found  # the follower's worker checked it
+        assert writer.kv.Put(kv_pb2.PutRequest(key="k", value=b"v"), timeout=5).index
+        writer.auth.Logout(auth_pb2.LogoutRequest(), timeout=5)
+
+        def refused(client, call) -> bool:
+            try:
+                call(client)
+            except grpc.RpcError as e:
+                assert e.code() == grpc.StatusCode.UNAUTHENTICATED, e
+                return True
+            return False
+
+        assert refused(writer, lambda c: c.kv.Put(kv_pb2.PutRequest(key="k"), timeout=5))
+        wait_for(
+            lambda: refused(reader, lambda c: c.kv.Get(read, timeout=5)),
+            timeout=10,
+            what="the follower to refuse the revoked token",
+        )

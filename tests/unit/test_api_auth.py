@@ -118,3 +118,63 @@ def test_local_status_accepts_peer_signature_only_there(zone):
             code, details = _code(lambda c=c: c.zone.LocalStatus(zone_pb2.LocalStatusRequest()))
         assert code == grpc.StatusCode.UNAUTHENTICATED
         assert fragment in details
+
+
+class _CountingReplica:
+    """A LocalReplica that counts the reads made through it."""
+
+    def __init__(self, replica) -> None:
+        self._replica = replica
+        self.reads = 0
+
+    @property
+    def auth_epoch(self) -> int:
+        return self._replica.auth_epoch
+
+    def read(self, *args, **kwargs):
+        self.reads += 1
+        return self._replica.read(*args, **kwargs)
+
+
+def test_token_checks_are_remembered_until_tokens_or_users_change_or_it_expires(zone):
+    from raftcore.auth import token_hash
+    from zones.api.auth import Authenticator, UnknownToken
+    from zones.api.errors import ApiError
+
+    now = int(time.time() * 1000)
+    token = zone.token_for(0, ttl_ms=60_000, ts_ms=now)
+    replica = _CountingReplica(zone.replica)
+    auth = Authenticator(replica, "s" * 32)
+    assert auth.check_token(token, now_ms=now).uid == 0
+    assert auth.check_token(token, now_ms=now + 1).uid == 0
+    assert replica.reads == 1  # the second check was remembered
+    # Past its expiry the remembered check is not used: the token is read and refused.
+    with pytest.raises(ApiError, match="expired"):
+        auth.check_token(token, now_ms=now + 60_000)
+    assert replica.reads == 2
+    # Any committed change to tokens or users ends what was remembered.
+    other = zone.token_for(0)
+    assert auth.check_token(token, now_ms=now).uid == 0 and replica.reads == 3
+    _, result = zone.propose("token.revoke", {"token_hash": token_hash(token)})
+    assert result["ok"], result
+    with pytest.raises(UnknownToken):
+        auth.check_token(token, now_ms=now)
+    assert auth.check_token(other).uid == 0
+
+
+def test_token_checks_are_not_remembered_without_an_auth_epoch(zone):
+    from zones.api.auth import Authenticator
+
+    class NoEpoch:
+        reads = 0
+
+        def read(self, *args, **kwargs):
+            self.reads += 1
+            return zone.replica.read(*args, **kwargs)
+
+    replica = NoEpoch()
+    auth = Authenticator(replica, "s" * 32)
+    token = zone.token_for(0)
+    auth.check_token(token)
+    auth.check_token(token)
+    assert replica.reads == 2

@@ -380,3 +380,31 @@ def test_env_flags(store):
     flags = store._env.flags()
     assert flags["sync"] is False and flags["metasync"] is False and flags["readahead"] is False
     assert isinstance(store._env, lmdb.Environment)
+
+
+def _internal(op, args, rid, uid=-1, ts=1_000):
+    return {"v": 1, "op": op, "args": args, "rid": rid, "uid": uid, "ts": ts}
+
+
+def test_auth_epoch_counts_committed_changes_to_tokens_and_users(store, tmp_path):
+    seen = []
+    store.add_auth_listener(lambda epoch: seen.append((epoch, store.applied_index)))
+    store.apply_entry(1, encode_entry([put("a", b"1", "r1")]))
+    assert store.auth_epoch == 0 and seen == []
+    bootstrap = _internal("user.bootstrap", {"password_hash": "x"}, "r2")
+    assert store.apply_entry(2, encode_entry([bootstrap]))[0]["ok"]
+    # The listeners hear of it once the entry is applied, before apply_entry returns.
+    assert store.auth_epoch == 1 and seen == [(1, 2)]
+    token = _internal(
+        "token.create", {"token_hash": "ab" * 32, "uid": 0, "expires": 9_000}, "r3", uid=0
+    )
+    results = store.apply_entry(3, encode_entry([token, put("b", b"2", "r4")]))
+    assert all(r["ok"] for r in results), results
+    assert store.auth_epoch == 2  # once per entry
+    refused = _internal("token.create", {"token_hash": "cd" * 32, "uid": 99, "expires": 1}, "r5")
+    assert not store.apply_entry(4, encode_entry([refused]))[0]["ok"]
+    assert store.auth_epoch == 2  # nothing changed
+    with store.begin_copy() as copier:
+        copier.copy(str(tmp_path / "copy"))
+    store.install(str(tmp_path / "copy"))  # a snapshot may change anything
+    assert store.auth_epoch == 3 and seen[-1] == (3, 4)

@@ -32,6 +32,8 @@ RELAYED_CERT_KEY = "x-one-client-cert"
 RELAYED_SIG_KEY = "x-one-client-cert-sig"
 RELAYED_KEYS = (RELAYED_CERT_KEY, RELAYED_SIG_KEY)
 PEER_SKEW = 60.0
+# Token checks remembered per front-end (by token hash), dropped wholesale when full.
+TOKEN_CACHE_MAX = 10_000
 ADMIN_UID = 0
 
 
@@ -172,9 +174,19 @@ def bearer(metadata: dict[str, str]) -> str | None:
 
 
 class Authenticator:
+    """Checks credentials against the replicated user and token tables.
+
+    A token check reads two records; on the write path that is a good part of a call's
+    cost. So checks that passed are remembered with the replica's `auth_epoch`, which the
+    store bumps on every committed change to tokens or users (raftcore.store.AUTH_DBS): a
+    remembered check is used only while nothing it read can have changed, and only until
+    the token expires. Replicas without an `auth_epoch` get no cache.
+    """
+
     def __init__(self, replica, secret: str) -> None:
         self._replica = replica
         self._secret = secret
+        self._checked: dict[str, tuple[Caller, int, int]] = {}  # hash -> (caller, expires, epoch)
 
     def authenticate(self, method: str, metadata: dict[str, str]) -> Caller:
         need = REQUIREMENTS.get(method)
@@ -197,15 +209,28 @@ class Authenticator:
 
     def check_token(self, token: str, now_ms: int | None = None) -> Caller:
         thash = token_hash(token)
+        now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        # Read the epoch before the records: a change committed in between then bumps it
+        # past what the entry is stored with.
+        epoch = getattr(self._replica, "auth_epoch", None)
+        if epoch is not None:
+            hit = self._checked.get(thash)
+            if hit is not None and hit[2] == epoch and hit[1] > now_ms:
+                return hit[0]
         with self._replica.read(CONSISTENCY_LOCAL) as view:
             record = view.get(schema.TOKENS, schema.str_key(thash))
             if record is None:
                 raise UnknownToken()
-            now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-            if record.get("expires", 0) <= now_ms:
+            expires = record.get("expires", 0)
+            if expires <= now_ms:
                 raise unauthenticated("token expired (log in again)")
             uid = record.get("uid")
             user = view.get(schema.USERS, schema.id_key(uid)) if isinstance(uid, int) else None
             if user is None or not user.get("enabled", False):
                 raise unauthenticated(f"user {uid} is disabled or does not exist")
-        return Caller(uid=uid, token_hash=thash)
+        caller = Caller(uid=uid, token_hash=thash)
+        if epoch is not None:
+            if len(self._checked) >= TOKEN_CACHE_MAX:
+                self._checked.clear()
+            self._checked[thash] = (caller, expires, epoch)
+        return caller
