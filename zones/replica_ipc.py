@@ -47,6 +47,12 @@ MAX_FRAME = 16 * 1024 * 1024
 # How often the worker fails requests whose time is up (one sweep instead of a timer
 # per request, which cost a measurable share of the event loop on the write path).
 SWEEP_S = 0.05
+# With more than GATHER_ABOVE requests outstanding, frames to the raft process are
+# written every GATHER_S instead of at once (bench commit, 64 clients: +5% writes/s and
+# -10% CPU per write; the leader gathers entries for 5 ms anyway). Fewer outstanding
+# requests (a lone or lightly concurrent writer) are sent at once.
+GATHER_ABOVE = 8
+GATHER_S = 0.001
 _ERRORS: dict[str, type[Exception]] = {
     "NotLeader": NotLeader,
     "DiskFull": DiskFull,
@@ -394,7 +400,12 @@ class RemoteReplica:
         # Coalesce the frames of one loop iteration into one write (one syscall).
         self._outbox.append(_frame([kind, ident, *body]))
         if len(self._outbox) == 1:
-            self._loop.call_soon(self._flush)
+            if len(self._waiting) > GATHER_ABOVE:
+                # Busy: one write per millisecond instead of one per loop iteration; the
+                # raft process wakes (and takes its interpreter lock) that much less.
+                self._loop.call_later(GATHER_S, self._flush)
+            else:
+                self._loop.call_soon(self._flush)
         return future
 
     async def _request(self, kind: str, body: list, timeout: float):

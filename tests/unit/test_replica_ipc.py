@@ -119,3 +119,18 @@ def test_frames_refuse_an_oversized_frame():
     buffer = bytearray((MAX_FRAME + 1).to_bytes(4, "big") + b"x")
     with pytest.raises(ValueError, match="exceeds the limit"):
         list(_frames(buffer))
+
+
+def test_proposals_gathered_while_busy_are_still_sent(remote):
+    from zones.replica_ipc import GATHER_ABOVE
+
+    replica, _raft, loop = remote
+
+    async def busy():
+        waiting = [replica.propose_async(_put("silent"), timeout=30) for _ in range(GATHER_ABOVE)]
+        answered = await asyncio.gather(*(replica.propose_async(_put(f"b{i}")) for i in range(5)))
+        for future in waiting:
+            future.cancel()
+        return answered
+
+    assert [r[1]["key"] for r in _run(loop, busy())] == [f"b{i}" for i in range(5)]
