@@ -43,6 +43,16 @@ INSTALL = (
 )
 
 
+def _listening(port: int) -> bool:
+    """True once a socket listens on 127.0.0.1:port (/proc/net/tcp, state 0A)."""
+    wanted = f"0100007F:{port:04X}"
+    with open("/proc/net/tcp") as f:
+        return any(
+            fields[1] == wanted and fields[3] == "0A"
+            for fields in (line.split() for line in f.readlines()[1:])
+        )
+
+
 class SlapdMissing(RuntimeError):
     """slapd or its tools are not installed."""
 
@@ -237,6 +247,11 @@ class Slapd:
         while time.monotonic() < deadline:
             if self.process is None or self.process.poll() is not None:
                 return False
+            if not _listening(self.port):
+                # Connecting before slapd listens can connect the socket to itself (the
+                # port is in the ephemeral range): the bind then reads its own request.
+                time.sleep(0.02)
+                continue
             server = ldap3.Server(
                 "127.0.0.1", port=self.port, get_info=ldap3.NONE, connect_timeout=1
             )
