@@ -195,9 +195,11 @@ class ReplicaServer:
             except OSError:
                 return
             conn = _Connection(self, sock)
-            state = _frame(["e", self._current_state()])
-            with self._lock:  # with the pushes: the worker never sees the epoch go back
+            # Under the lock the pushes take, and read once the connection is listed: the
+            # worker sees every later change, and never an epoch going back.
+            with self._lock:
                 self._conns.add(conn)
+                state = _frame(["e", self._current_state()])
                 conn.send(state + _frame(["a", self.store.auth_epoch]))
             threading.Thread(target=conn.serve, name="ipc-conn", daemon=True).start()
 
