@@ -233,6 +233,7 @@ def test_a_revoked_token_is_refused_by_every_front_end_that_checked_it(zone3):
     leader = zone3.leader_index()
     follower = (leader + 1) % 3
     index = put(zone3, "auth-cache")
+    assert get(zone3, follower, "auth-cache", min_index=index).found  # the follower serves
     with Client(zone3.fes[follower].grpc) as reader, Client(zone3.fes[leader].grpc) as writer:
         reader.login("oneadmin", zone3.password)
         writer.set_token(reader.token)
