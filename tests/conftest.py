@@ -19,7 +19,7 @@ from raftcore.commands import make_command
 from raftcore.fake import LocalReplica
 from raftcore.store import Store
 from zones.api.client import Client
-from zones.config import Config, free_port, from_dict
+from zones.config import Config, free_ports, from_dict
 from zones.frontend import Frontend
 
 SECRET = "s3cr3t-" + "x" * 32
@@ -36,12 +36,13 @@ def config_dict(tmp: Path, n: int = 1, server_id: int = 0, **top) -> dict:
     secret = tmp / "secret"
     if not secret.exists():
         write_secret(secret)
+    ports = free_ports(2 * n)
     servers = [
         {
             "id": i,
             "name": f"fe{i}",
-            "raft": f"127.0.0.1:{free_port()}",
-            "grpc": f"127.0.0.1:{free_port()}",
+            "raft": f"127.0.0.1:{ports[2 * i]}",
+            "grpc": f"127.0.0.1:{ports[2 * i + 1]}",
         }
         for i in range(n)
     ]

@@ -640,8 +640,19 @@ def _ldap_groups(data: dict, where: str) -> tuple[tuple[str, int], ...]:
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now on `host` (for labs and tests)."""
+    return free_ports(1, host)[0]
+
+
+def free_ports(n: int, host: str = "127.0.0.1") -> list[int]:
+    """`n` distinct TCP ports free right now on `host`: the sockets stay bound until all
+    are chosen (one at a time, the kernel may hand out a port it just gave back)."""
     import socket
 
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind((host, 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()

@@ -2,21 +2,15 @@
 
 import itertools
 import os
-import socket
 import time
 from collections.abc import Callable
 
 from raftcore.commands import make_command
 from raftcore.consensus import RaftReplica, ReplicaConfig
 from raftcore.store import Store
+from zones.config import free_port, free_ports
 
 _rid = itertools.count()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(cond: Callable[[], object], timeout: float = 10.0, what: str = "condition"):
@@ -42,7 +36,7 @@ def put(key: str, value: bytes = b"v", rid: str | None = None) -> dict:
 class Cluster:
     def __init__(self, base: str, n: int, **overrides) -> None:
         self.base = base
-        self.addrs = [f"127.0.0.1:{free_port()}" for _ in range(n)]
+        self.addrs = [f"127.0.0.1:{p}" for p in free_ports(n)]
         self.overrides = overrides
         self.replicas: list[RaftReplica | None] = [None] * n
         for i in range(n):

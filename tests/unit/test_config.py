@@ -334,3 +334,10 @@ def test_x509_driver_needs_client_ca(tmp_path):
         base=tmp_path,
     )
     assert cfg.auth.drivers == ("core", "x509")
+
+
+def test_free_ports_are_distinct():
+    from zones.config import free_ports
+
+    ports = free_ports(64)
+    assert len(set(ports)) == 64 and all(0 < p < 65536 for p in ports)
