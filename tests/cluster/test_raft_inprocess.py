@@ -221,7 +221,10 @@ def test_a_joining_server_does_not_campaign_until_caught_up(tmp_path):
 
 
 def test_concurrent_writers_share_entries_and_every_write_commits(tmp_path):
-    c = Cluster(str(tmp_path), 3, batch_linger=0.01)
+    # Long election timeouts: 32 writer threads share the interpreter with three servers.
+    c = Cluster(
+        str(tmp_path), 3, batch_linger=0.01, election_timeout_min=1.0, election_timeout_max=2.0
+    )
     try:
         leader = c.replicas[c.leader()]
         start = leader.store.applied_index
