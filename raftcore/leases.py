@@ -37,10 +37,12 @@ from __future__ import annotations
 
 import bisect
 import copy
+import heapq
 import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 MAC_PREFIX = 0x0200  # oned.conf MAC_PREFIX = "02:00"
@@ -374,8 +376,19 @@ def first_last(ar: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
 # --- the lease table -------------------------------------------------------------------
 
 
+_INDEX = itemgetter("index")
+
+
 def _indices(ar: Mapping[str, Any]) -> list[int]:
     return [lease["index"] for lease in ar["leases"]]
+
+
+def _copy(ar: Mapping[str, Any], leases: list[dict]) -> dict:
+    """A copy of `ar` holding `leases` (the lease table is copied lease by lease: its
+    values are plain numbers, and deep-copying it costs as much as the whole op)."""
+    new = copy.deepcopy({k: v for k, v in ar.items() if k != "leases"})
+    new["leases"] = leases
+    return new
 
 
 def holder(lease: Mapping[str, Any]) -> tuple[str, int]:
@@ -396,10 +409,10 @@ def holder_text(lease: Mapping[str, Any]) -> str:
 
 
 def lease_at(ar: Mapping[str, Any], index: int) -> dict | None:
-    indices = _indices(ar)
-    at = bisect.bisect_left(indices, index)
-    if at < len(indices) and indices[at] == index:
-        return ar["leases"][at]
+    leases = ar["leases"]
+    at = bisect.bisect_left(leases, index, key=_INDEX)
+    if at < len(leases) and leases[at]["index"] == index:
+        return leases[at]
     return None
 
 
@@ -424,21 +437,22 @@ def free_run(ar: Mapping[str, Any], count: int = 1, start: int | None = None) ->
 
 
 def with_leases(ar: Mapping[str, Any], indices: list[int], owner: Mapping[str, int]) -> dict:
-    """A copy of `ar` with `indices` (all free) leased to `owner` ({"vm": 7}, ...)."""
-    new = copy.deepcopy(dict(ar))
-    for index in indices:
-        assert 0 <= index < new["size"] and lease_at(new, index) is None, index
-        at = bisect.bisect_left(_indices(new), index)
-        new["leases"].insert(at, {"index": index, **owner})
-    return new
+    """A copy of `ar` with `indices` (all free) leased to `owner` ({"vm": 7}, ...).
+    One merge of two sorted lists: a reservation of many addresses stays linear."""
+    fresh = sorted(indices)
+    taken = set(_indices(ar))
+    for i, index in enumerate(fresh):
+        assert 0 <= index < ar["size"] and index not in taken, index
+        assert i == 0 or fresh[i - 1] != index, index
+    added = ({"index": index, **owner} for index in fresh)
+    kept = (dict(lease) for lease in ar["leases"])
+    return _copy(ar, list(heapq.merge(kept, added, key=_INDEX)))
 
 
 def without_leases(ar: Mapping[str, Any], indices: list[int]) -> dict:
     """A copy of `ar` with the leases of `indices` removed."""
     gone = set(indices)
-    new = copy.deepcopy(dict(ar))
-    new["leases"] = [lease for lease in new["leases"] if lease["index"] not in gone]
-    return new
+    return _copy(ar, [dict(lease) for lease in ar["leases"] if lease["index"] not in gone])
 
 
 def used(ar: Mapping[str, Any]) -> int:
@@ -507,8 +521,8 @@ def reservation_ar(parent: Mapping[str, Any], first: int, size: int, ar_id: int)
     """The AR of a reservation of `size` addresses of `parent` from index `first`: same
     type and attributes, starting at that address (AddressRange::reserve_addr)."""
     start = address(parent, first)
-    new = copy.deepcopy(dict(parent))
-    new.update(ar_id=ar_id, size=size, mac=start["MAC"], leases=[])
+    new = _copy(parent, [])
+    new.update(ar_id=ar_id, size=size, mac=start["MAC"])
     if "ip" in parent:
         new["ip"] = start["IP"]
     if "ip6" in parent:
