@@ -49,7 +49,6 @@ that makes a VM count as running is refused when the quota would be exceeded; an
 from __future__ import annotations
 
 import copy
-import importlib
 import ipaddress
 import re
 from collections.abc import Callable
@@ -61,7 +60,7 @@ from raftcore.authz import AuthRequest
 from raftcore.commands import ErrorCode
 from raftcore.lifecycle import LcmState as L
 from raftcore.lifecycle import VmState as S
-from raftcore.ops import vmgroups
+from raftcore.ops import hosts, images, vmgroups, vnets
 from raftcore.ops.common import Mutation, Overlay, Reject, View, bad, next_id, require
 
 KIND = "vm"
@@ -273,19 +272,6 @@ def name_of(t: template.Template) -> str | None:
         raise bad(f"argument 'template': {e}") from None
 
 
-# --- other modules (being written alongside; imported when first needed) -----------------
-
-
-def peer(name: str, what: str) -> Any:
-    """raftcore.ops.<name>, or a precise refusal if this build lacks it."""
-    try:
-        return importlib.import_module(f"raftcore.ops.{name}")
-    except ModuleNotFoundError as e:
-        if e.name != f"raftcore.ops.{name}":
-            raise
-        raise Reject(ErrorCode.INTERNAL, f"{what} need raftcore.ops.{name}, missing here") from None
-
-
 def caller_gid(view: View, cmd: dict) -> int:
     return vmgroups.caller_gid(view, cmd)
 
@@ -452,7 +438,6 @@ def acquire_disk(
     """A new disk of VM `vm_id`: the image acquired for it (raftcore.ops.images)."""
     if image is None:
         return disk_record(disk_id, spec, None)
-    images = peer("images", "disks with an image")
     acquired, mutations = images.acquire_for_vm(ov, cmd, image["id"], vm_id)
     ov.add(mutations)
     return disk_record(disk_id, spec, acquired or image)
@@ -460,7 +445,6 @@ def acquire_disk(
 
 def release_disk(ov: Overlay, vm: dict, disk: dict) -> None:
     if "image_id" in disk:
-        images = peer("images", "disks with an image")
         ov.add(images.release_for_vm(ov, disk["image_id"], vm["id"]))
 
 
@@ -475,7 +459,6 @@ def lease_nic(
 ) -> dict:
     """A new NIC of VM `vm_id`: a lease of `net` (raftcore.ops.vnets), whose NETWORK
     quota goes to `owner` (the VM's quota owner; default the caller)."""
-    vnets = peer("vnets", "NICs")
     request = {
         k: v
         for k, v in given.items()
@@ -488,7 +471,6 @@ def lease_nic(
 
 
 def release_nic(ov: Overlay, vm: dict, nic: dict) -> None:
-    vnets = peer("vnets", "NICs")
     # vnets reads the lease back in its own (template) spelling: MAC, AR_ID, ...
     lease = {k.upper(): str(v) for k, v in nic.items() if not isinstance(v, bool)}
     owner = (vm["quota_uid"], vm["quota_gid"])
@@ -547,7 +529,7 @@ def create(
     # rights comes before any other work (and names the first right missing).
     disk_vectors = [dict(v) for v in t.get_all("DISK")]
     nic_vectors = [dict(v) for v in t.get_all("NIC")]
-    images = [
+    chosen = [
         resolve(ov, cmd, "image", d["image"], f"DISK {i}", "IMAGE")
         if d["image"]["id"] is not None or d["image"]["name"] is not None
         else None
@@ -558,7 +540,7 @@ def create(
         for i, n in enumerate(spec["nics"])
     ]
     requests = [objects.create_request(KIND, gid), *extra_auth]
-    requests += [objects.auth("image", img, "USE") for img in images if img is not None]
+    requests += [objects.auth("image", img, "USE") for img in chosen if img is not None]
     requests += [objects.auth("vnet", net, "USE") for net in nets]
     group_mutations: list[Mutation] = []
     vmgroup = None
@@ -570,7 +552,7 @@ def create(
     require(ov, cmd, *requests)
     ov.add(group_mutations)
 
-    disks = [acquire_disk(ov, cmd, vm_id, i, d, images[i]) for i, d in enumerate(spec["disks"])]
+    disks = [acquire_disk(ov, cmd, vm_id, i, d, chosen[i]) for i, d in enumerate(spec["disks"])]
     nics = [lease_nic(ov, cmd, vm_id, i, nets[i], nic_vectors[i]) for i in range(len(nets))]
     sched = [
         {**s, "id": i, "done": 0, "runs": 0, "message": ""} for i, s in enumerate(spec["sched"])
@@ -588,15 +570,13 @@ def create(
     t.remove("VROUTER_ID")
     if vrouter_id is not None:
         t.set("VROUTER_ID", str(vrouter_id))
-    stored = edit_vectors(
-        template.render(t),
-        "DISK",
-        lambda v: False,
-        [disk_vector(d, disk_vectors[d["disk_id"]]) for d in disks],
-    )
-    stored = edit_vectors(
-        stored, "NIC", lambda v: False, [nic_vector(n, nic_vectors[n["nic_id"]]) for n in nics]
-    )
+    t.remove("DISK")  # check_template refused any DISK or NIC that is not a vector
+    t.remove("NIC")
+    for d in disks:
+        t.append("DISK", disk_vector(d, disk_vectors[d["disk_id"]]))
+    for n in nics:
+        t.append("NIC", nic_vector(n, nic_vectors[n["nic_id"]]))
+    stored = template.render(t)
     try:
         template.check_size(stored)
     except template.TemplateError as e:
@@ -779,13 +759,11 @@ def _history(view: View, vm: dict, old: tuple[int, int], event: str, cmd: dict) 
 
 def hold_host(ov: Overlay, vm: dict, host_id: int, *, manual: bool) -> None:
     """Place the VM's capacity on a host (raftcore.ops.hosts checks it fits)."""
-    hosts = peer("hosts", "placing VMs on hosts")
     ov.add(hosts.allocate_capacity(ov, host_id, vm["cpu"], vm["memory"], vm["id"], manual=manual))
     vm["capacity"].append({"hid": host_id, "cpu": vm["cpu"], "memory": vm["memory"]})
 
 
 def free_host(ov: Overlay, vm: dict, entry: dict) -> None:
-    hosts = peer("hosts", "placing VMs on hosts")
     ov.add(hosts.free_capacity(ov, entry["hid"], entry["cpu"], entry["memory"], vm["id"]))
     vm["capacity"].remove(entry)
 
