@@ -114,22 +114,27 @@ def _max_of(total: int, reservation: tuple[int, bool] | None) -> int:
     return total * (100 - amount) // 100 if percent else total - amount
 
 
-def _template_value(text: str, key: str) -> str | None:
+_RESERVED_KEYS = ("RESERVED_CPU", "RESERVED_MEM")
+
+
+def _reservations_of(text: str) -> list[tuple[int, bool] | None]:
+    """The (cpu, mem) RESERVED_* values of a template (one parse for both)."""
     try:
-        return template.parse(text).scalar(key)
+        t = template.parse(text)
     except template.TemplateError:
-        return None
+        return [None, None]
+    return [_reservation(t.scalar(key)) for key in _RESERVED_KEYS]
 
 
 def _reservations_in(host: dict, cluster: dict | None) -> tuple[tuple[int, bool] | None, ...]:
     """The (cpu, mem) reservations in force: the host template's, else its cluster's."""
-    out = []
-    for key in ("RESERVED_CPU", "RESERVED_MEM"):
-        value = _reservation(_template_value(host["template"], key))
-        if value is None and cluster is not None:
-            value = _reservation(_template_value(cluster["template"], key))
-        out.append(value)
-    return tuple(out)
+    own = _reservations_of(host["template"])
+    if cluster is None or None not in own:
+        return tuple(own)
+    inherited = _reservations_of(cluster["template"])
+    return tuple(
+        mine if mine is not None else theirs for mine, theirs in zip(own, inherited, strict=True)
+    )
 
 
 def _limited(cap: dict, rcpu: tuple[int, bool] | None, rmem: tuple[int, bool] | None) -> dict:
