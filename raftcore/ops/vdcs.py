@@ -109,7 +109,10 @@ def op_vdc_allocate(view: View, args: dict, cmd: dict, index: int) -> Result:
 def _template_name(text: str) -> str:
     from raftcore import template
 
-    name = template.parse(text).scalar("NAME") if text else None
+    try:
+        name = template.parse(text).scalar("NAME") if text else None
+    except template.TemplateError as e:
+        raise bad(f"argument 'template': {e}") from None
     if not name:
         raise bad("a VDC needs a name: argument 'name' or NAME in the template")
     return name

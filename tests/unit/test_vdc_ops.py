@@ -88,6 +88,7 @@ def test_refusals(z):
     vid = z.ok("vdc.allocate", {"name": "v"})["id"]
     z.fails("vdc.allocate", {"name": "v"}, 0, "ACTION", "already taken")
     z.fails("vdc.allocate", {}, 0, "BAD_REQUEST", "needs a name")
+    z.fails("vdc.allocate", {"template": "NAME = [ A = 1 ]"}, 0, "BAD_REQUEST", "NAME")
     z.fails("vdc.addgroup", {"id": vid, "group": 404}, 0, "BAD_REQUEST", "group 404 does not")
     z.fails("vdc.addcluster", {"id": vid, "cluster": 9}, 0, "BAD_REQUEST", "cluster 9 does not")
     z.ok("vdc.addgroup", {"id": vid, "group": DEV})
