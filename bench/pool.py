@@ -84,6 +84,8 @@ async def _populate(endpoint: str, token: str, kind: str, n: int, text, writers:
                         errors.append(f"{kind} {i}: {e.code().name}: {e.details()}")
                         break
                     await asyncio.sleep(0.1)
+            else:
+                errors.append(f"{kind} {i}: still UNAVAILABLE after 5 attempts")
 
     t0 = time.perf_counter()
     await asyncio.gather(*(writer(w) for w in range(writers)))

@@ -245,7 +245,8 @@ def test_concurrent_writers_share_entries_and_every_write_commits(tmp_path):
         for t in threads:
             t.join(30)
         assert not errors and len(done) == 256
-        # Group commit: far fewer log entries than writes.
+        # Concurrent writes are packed: far fewer log entries than writes (the linger
+        # rule itself: tests/unit/test_group_commit.py).
         assert max(done.values()) - start < 256 // 4
         for r in c.replicas:
             wait_for(lambda r=r: r.store.applied_index >= max(done.values()), what="apply")
@@ -270,6 +271,6 @@ def test_propose_many_refuses_only_the_commands_it_cannot_encode(cluster3):
     assert got.wait(10)
     assert [p.tag for p in settled] == ["good"]
     assert settled[0].outcome()[1]["ok"]
+    follower = next(r for r in cluster3.replicas if r is not leader)
     with pytest.raises(NotLeader):
-        follower = next(r for r in cluster3.replicas if r is not leader)
         follower.propose_many([("x", put("x"), None)], sink)

@@ -11,7 +11,6 @@ import grpc
 import pytest
 
 from raftcore import codec
-from tests.conftest import wait_until
 from zones.api.gen import accounting_pb2, pool_pb2, user_pb2
 from zones.api.pool_service import decode_list
 
@@ -27,9 +26,8 @@ def _action(c, kind: str, oid: int, action: str, **args):
 def running(zone):
     """oneadmin's client, a user bob, and bob's VM running on host h1."""
     admin = zone.admin()
-    wait_until(
-        lambda: decode_list(admin.pool.List(pool_pb2.PoolListRequest(kind="cluster", filter=-2))),
-        what="cluster 0",
+    assert decode_list(admin.pool.List(pool_pb2.PoolListRequest(kind="cluster", filter=-2))), (
+        "cluster 0"
     )
     hid = admin.pool.Allocate(
         pool_pb2.AllocateRequest(kind="host", name="h1", template='IM_MAD="dummy"\nVM_MAD="dummy"')

@@ -9,7 +9,6 @@ import pytest
 
 from raftcore import codec, objects
 from raftcore.ops import hosts
-from tests.conftest import wait_until
 from zones.api.gen import pool_pb2, user_pb2
 from zones.api.pool_service import decode_list
 
@@ -42,7 +41,7 @@ def _action(c, kind: str, oid: int, action: str, **args):
 @pytest.fixture
 def admin(zone):
     c = zone.admin()
-    wait_until(lambda: [r["id"] for r in _list(c, "cluster")] == [0], what="cluster 0")
+    assert [r["id"] for r in _list(c, "cluster")] == [0], "cluster 0"
     yield c
     c.close()
 

@@ -7,7 +7,6 @@ import pytest
 
 from raftcore import codec
 from raftcore.ops import images as im
-from tests.conftest import wait_until
 from zones.api.gen import acl_pb2, group_pb2, pool_pb2, user_pb2
 from zones.api.pool_service import decode_list
 
@@ -36,7 +35,7 @@ def _action(c, kind: str, oid: int, action: str, **args):
 @pytest.fixture
 def admin(zone):
     c = zone.admin()
-    wait_until(lambda: len(_list(c, "datastore")) == 3, what="the default datastores")
+    assert len(_list(c, "datastore")) == 3, "the default datastores"
     yield c
     c.close()
 

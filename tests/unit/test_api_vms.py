@@ -7,7 +7,6 @@ import grpc
 import pytest
 
 from raftcore import codec, lifecycle
-from tests.conftest import wait_until
 from zones.api.gen import pool_pb2
 from zones.api.pool_service import decode_list
 
@@ -36,9 +35,8 @@ def _vm(c, oid: int) -> dict:
 @pytest.fixture
 def admin(zone):
     c = zone.admin()
-    wait_until(
-        lambda: decode_list(c.pool.List(pool_pb2.PoolListRequest(kind="cluster", filter=-2))),
-        what="cluster 0",
+    assert decode_list(c.pool.List(pool_pb2.PoolListRequest(kind="cluster", filter=-2))), (
+        "cluster 0"
     )
     yield c
     c.close()

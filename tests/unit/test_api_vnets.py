@@ -6,7 +6,6 @@ import grpc
 import pytest
 
 from raftcore import codec
-from tests.conftest import wait_until
 from zones.api.gen import pool_pb2
 from zones.api.pool_service import decode_list
 
@@ -39,7 +38,7 @@ def _action(c, kind: str, oid: int, action: str, **args):
 def admin(zone):
     c = zone.admin()
     # The bootstrap creates cluster 0 and security group 0.
-    wait_until(lambda: 0 in _ids(c, "secgroup") and 0 in _ids(c, "cluster"), what="defaults")
+    assert 0 in _ids(c, "secgroup") and 0 in _ids(c, "cluster"), "defaults"
     yield c
     c.close()
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.conftest import run_cli, wait_until
+from tests.conftest import run_cli
 from zones.cli import onecluster, onehost
 from zones.cli.common import CliError, render
 
@@ -148,7 +148,7 @@ def test_hosts_and_clusters_end_to_end(cli_env, capsys, tmp_path):
         rc, out, _ = run_cli(onecluster, capsys, "list", "--json")
         return rc == 0 and [c["name"] for c in json.loads(out)] == ["default"]
 
-    wait_until(default_cluster, what="cluster 0")
+    assert default_cluster(), "cluster 0"
     rc, out, err = run_cli(onecluster, capsys, "create", "prod")
     assert rc == 0, err
     cid = int(out.split()[1])

@@ -3,7 +3,7 @@ appear in oneacl list and go with the VDC)."""
 
 import json
 
-from tests.conftest import run_cli, wait_until
+from tests.conftest import run_cli
 from zones.cli import oneacl, onevdc
 
 
@@ -33,7 +33,7 @@ def test_default_vdc_and_a_new_one(cli_env, capsys):
         rc, out, _ = run_cli(onevdc, capsys, "show", "default", "--json")
         return rc == 0 and json.loads(out)["groups"] == [1] and json.loads(out)["clusters"]
 
-    wait_until(default_ready, what="the default VDC")
+    assert default_ready(), "the default VDC"
     # OpenNebula's rules 3 and 4 of a fresh zone.
     assert {"@1 HOST/* MANAGE #0", "@1 NET+DATASTORE/* USE #0"} <= set(_acl_texts(capsys))
     from zones.cli import onegroup

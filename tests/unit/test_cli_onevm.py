@@ -242,13 +242,14 @@ def test_onetemplate_and_onevmgroup_rendering():
 
 
 def test_end_to_end(cli_env, capsys, tmp_path):
-    from tests.conftest import wait_until
     from zones.cli import pool
     from zones.cli.common import Session
 
     session = Session([cli_env.endpoint], "oneadmin", cli_env.password, 10)
-    wait_until(lambda: pool.list_records(session, "cluster"), what="cluster 0")
-    session.close()
+    try:
+        assert pool.list_records(session, "cluster"), "cluster 0"
+    finally:
+        session.close()
 
     tfile = tmp_path / "small.tmpl"
     tfile.write_text('NAME = "small"\nCPU = "1"\nMEMORY = "256"\nCPU_COST = "0.5"\n')

@@ -10,7 +10,7 @@ import pytest
 
 from raftcore import leases
 from raftcore import template as tmpl
-from tests.conftest import run_cli, wait_until
+from tests.conftest import run_cli
 from zones.api.gen import pool_pb2
 from zones.cli import onesecgroup, onevnet, onevrouter
 from zones.cli.common import CliError, render
@@ -196,7 +196,7 @@ def test_end_to_end(cli_env, capsys, tmp_path):
         rc, out, _ = run_cli(onesecgroup, capsys, "list", "--json")
         return rc == 0 and any(r["id"] == 0 for r in json.loads(out))
 
-    wait_until(default_sg, what="security group 0")
+    assert default_sg(), "security group 0"
     sg_file = tmp_path / "sg.txt"
     sg_file.write_text(
         'NAME = "web"\nRULE = [ PROTOCOL = TCP, RULE_TYPE = inbound, RANGE = "22" ]\n'

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from tests.conftest import run_cli, wait_until
+from tests.conftest import run_cli
 from zones.cli import onedatastore, oneimage
 from zones.cli.common import CliError, render
 
@@ -226,7 +226,7 @@ def _json(module, capsys, *argv):
 
 
 def test_onedatastore_and_oneimage_end_to_end(cli_env, capsys, tmp_path):
-    wait_until(lambda: len(_json(onedatastore, capsys, "list")) == 3, what="the default datastores")
+    assert len(_json(onedatastore, capsys, "list")) == 3, "the default datastores"
     rc, out, _ = run_cli(onedatastore, capsys, "list")
     assert rc == 0
     lines = _lines(out)

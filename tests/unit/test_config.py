@@ -336,8 +336,35 @@ def test_x509_driver_needs_client_ca(tmp_path):
     assert cfg.auth.drivers == ("core", "x509")
 
 
-def test_free_ports_are_distinct():
+def test_free_ports_are_distinct_even_when_the_kernel_reuses_a_closed_port(monkeypatch):
+    import socket
+
     from zones.config import free_ports
 
-    ports = free_ports(64)
-    assert len(set(ports)) == 64 and all(0 < p < 65536 for p in ports)
+    bound: set[int] = set()
+
+    class Kernel:
+        """Hands out the lowest port not bound right now (a port closed is free again)."""
+
+        def __init__(self, *args) -> None:
+            self.port = None
+
+        def bind(self, address) -> None:
+            self.port = min(set(range(40000, 40100)) - bound)
+            bound.add(self.port)
+
+        def getsockname(self):
+            return ("127.0.0.1", self.port)
+
+        def close(self) -> None:
+            bound.discard(self.port)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc) -> None:
+            self.close()
+
+    monkeypatch.setattr(socket, "socket", Kernel)
+    ports = free_ports(8)
+    assert len(set(ports)) == 8 and not bound  # distinct, and every socket closed again

@@ -65,3 +65,27 @@ def test_no_wait_without_concurrent_writes(clock, state):
 
 def test_an_entry_just_settled_with_nothing_in_flight_still_gathers(clock):
     assert lingering(leader(_inflight=0, _inflight_since=100.0 - LINGER / 2))
+
+
+def test_the_leader_proposes_nothing_while_gathering_then_one_entry(clock):
+    from collections import deque
+
+    from raftcore.commands import decode_entry
+
+    proposed = []
+    r = leader(_inflight=0, _inflight_since=clock[0])  # an entry has just settled
+    r._queue = deque(SimpleNamespace(command={"n": i}, size=10) for i in range(5))
+    r._engine = SimpleNamespace(
+        _isLeader=lambda: True,
+        _applyCommand=lambda payload, callback, kind: proposed.append(decode_entry(payload)),
+    )
+    r._lingering = lambda: RaftReplica._lingering(r)
+    r._check_disk = lambda: None
+    r._make_callback = lambda batch: None
+
+    RaftReplica._flush_proposals(r)
+    assert proposed == [] and len(r._queue) == 5
+    clock[0] += LINGER
+    RaftReplica._flush_proposals(r)
+    assert proposed == [[{"n": i} for i in range(5)]] and not r._queue
+    assert r._last_batch == 5 and r._inflight == 1

@@ -104,7 +104,9 @@ def test_pushed_auth_epoch_and_a_lost_process(remote):
     raft.push(["a", 4])
 
     async def epoch_then_wait():
+        deadline = loop.time() + 5
         while replica.auth_epoch != 4:
+            assert loop.time() < deadline, "the pushed auth epoch never arrived"
             await asyncio.sleep(0.01)
         pending = replica.propose_async(_put("silent"), timeout=30)
         raft.close()
@@ -128,6 +130,8 @@ def test_proposals_gathered_while_busy_are_still_sent(remote):
 
     async def busy():
         waiting = [replica.propose_async(_put("silent"), timeout=30) for _ in range(GATHER_ABOVE)]
+        await asyncio.sleep(0)  # those go out at once; with them outstanding the worker is busy
+        assert len(replica._waiting) == GATHER_ABOVE
         answered = await asyncio.gather(*(replica.propose_async(_put(f"b{i}")) for i in range(5)))
         for future in waiting:
             future.cancel()
