@@ -6,7 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-from rich.text import Text
 
 from raftcore import perms
 from zones.api.gen import pool_pb2
@@ -37,11 +36,6 @@ def owner_cells(record: dict, names: Names) -> tuple[str, str]:
     )
 
 
-def attrs(pairs: list[tuple[str, Any]], width: int = t.ATTR_WIDTH) -> Text:
-    """`NAME : value` lines with names padded to `width` (onevnet's is 25)."""
-    return Text("\n".join(f"{k.ljust(width)}: {v}".rstrip() for k, v in pairs))
-
-
 def head(
     title: str, obj: pool_pb2.PoolObject, *more: tuple[str, Any], width: int = t.ATTR_WIDTH
 ) -> list[Any]:
@@ -49,10 +43,10 @@ def head(
     pairs = [("ID", obj.id), ("NAME", obj.name), ("USER", obj.uname), ("GROUP", obj.gname)]
     return [
         t.section(f"{title} {obj.id} INFORMATION"),
-        attrs([*pairs, *more], width),
+        t.attrs([*pairs, *more], width),
         "",
         t.section("PERMISSIONS"),
-        attrs(perms.to_rows(obj.perms), width),
+        t.attrs(perms.to_rows(obj.perms), width),
     ]
 
 

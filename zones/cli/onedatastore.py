@@ -101,7 +101,7 @@ def list_table(records: list[dict], columns: tuple[str, ...] = DEFAULT_COLUMNS):
 
 
 def _attrs(pairs: list[tuple[str, Any]]) -> Text:
-    return Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}".rstrip() for k, v in pairs))
+    return t.attrs(pairs, ATTR_WIDTH)
 
 
 def _mb(value: int) -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -130,15 +129,11 @@ def list_table(
     return table(columns, list_rows(records, clusters, columns), right=_RIGHT)
 
 
-def time_str(ms: int) -> str:
-    """OpenNebula's time_to_str: local `MM/DD HH:MM:SS`, '-' for never."""
-    if not ms:
-        return "-"
-    return time.strftime("%m/%d %H:%M:%S", time.localtime(ms / 1000))
+time_str = t.time_str
 
 
 def _attrs(pairs: list[tuple[str, Any]]) -> Text:
-    return Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}".rstrip() for k, v in pairs))
+    return t.attrs(pairs, ATTR_WIDTH)
 
 
 def show_renderables(

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from rich.text import Text
 
 from raftcore import perms
@@ -83,23 +81,11 @@ def short_state(state: int) -> str:
     return SHORT_STATES.get(state_str(state), str(state))
 
 
-def yes_no(value: bool) -> str:
-    return "Yes" if value else "No"
+time_str = t.time_str
 
 
-def time_str(ms: int) -> str:
-    """OpenNebula's time_to_str: local `MM/DD HH:MM:SS`, '-' for never."""
-    if not ms:
-        return "-"
-    return time.strftime("%m/%d %H:%M:%S", time.localtime(ms / 1000))
-
-
-# Names of users, groups and datastores by id, for the cells (ids when not visible).
-Names = dict[str, dict[int, str]]
-
-
-def _name(names: Names, what: str, oid: int) -> str | int:
-    return names.get(what, {}).get(oid, oid)
+Names = pool.Names
+_name = pool.name_of
 
 
 _CELLS: dict[str, Callable[[dict, Names], Any]] = {
@@ -110,7 +96,7 @@ _CELLS: dict[str, Callable[[dict, Names], Any]] = {
     "DATASTORE": lambda i, n: _name(n, "datastore", i["ds_id"]),
     "SIZE": lambda i, n: t.unit_to_str(i["size_mb"]),
     "TYPE": lambda i, n: SHORT_TYPES.get(i["type"], i["type"]),
-    "PER": lambda i, n: yes_no(i["persistent"]),
+    "PER": lambda i, n: t.yes_no(i["persistent"]),
     "STAT": lambda i, n: short_state(i["state"]),
     "RVMS": lambda i, n: i["running_vms"],
     "REGTIME": lambda i, n: time_str(i["regtime"]),
@@ -150,7 +136,7 @@ def list_table(
 
 
 def _attrs(pairs: list[tuple[str, Any]]) -> Text:
-    return Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}".rstrip() for k, v in pairs))
+    return t.attrs(pairs, ATTR_WIDTH)
 
 
 def snapshot_rows(record: dict) -> list[list]:
@@ -179,7 +165,7 @@ def show_renderables(record: dict, names: Names | None = None) -> list[Any]:
         ("DATASTORE", _name(names, "datastore", record["ds_id"])),
         ("TYPE", record["type"]),
         ("REGISTER TIME", time_str(record["regtime"])),
-        ("PERSISTENT", yes_no(record["persistent"])),
+        ("PERSISTENT", t.yes_no(record["persistent"])),
         ("SOURCE", record["source"]),
         ("PATH", record["path"]),
     ]
@@ -220,25 +206,9 @@ def render_show(record: dict, names: Names | None = None) -> str:
 # --- commands ---------------------------------------------------------------------------------
 
 
-def _id_name(obj) -> tuple[int, str]:
-    """(id, name) of a listed record (a dict) or of a UserService / GroupService message."""
-    return (obj["id"], obj["name"]) if isinstance(obj, dict) else (obj.id, obj.name)
-
-
 def names_of(session: Session) -> Names:
     """Names of users, groups and datastores the caller may see (ids otherwise)."""
-
-    def known(lister) -> dict[int, str]:
-        try:
-            return dict(_id_name(o) for o in lister())
-        except grpc.RpcError:  # names are a nicety: ids are shown without them
-            return {}
-
-    return {
-        "user": known(lambda: t.list_users(session)),
-        "group": known(lambda: t.list_groups(session)),
-        "datastore": known(lambda: pool.list_records(session, "datastore")),
-    }
+    return pool.names_of(session, "datastore")
 
 
 cmd_list = pool.list_command(

@@ -26,7 +26,6 @@ from raftcore import perms
 from zones.cli import pool
 from zones.cli import tenancy as t
 from zones.cli.common import CliError, Session, emit, render, table
-from zones.cli.onevm import Names, names_of, time_str
 
 PROG = "onetemplate"
 KIND = "template"
@@ -36,12 +35,12 @@ ATTR_WIDTH = 16
 _name = pool.name_of
 
 
-_CELLS: dict[str, Callable[[dict, Names], Any]] = {
+_CELLS: dict[str, Callable[[dict, pool.Names], Any]] = {
     "ID": lambda r, n: r["id"],
     "USER": lambda r, n: _name(n, "user", r["uid"]),
     "GROUP": lambda r, n: _name(n, "group", r["gid"]),
     "NAME": lambda r, n: r["name"],
-    "REGTIME": lambda r, n: time_str(r["regtime"]),
+    "REGTIME": lambda r, n: t.time_str(r["regtime"]),
 }
 DEFAULT_COLUMNS = ("ID", "USER", "GROUP", "NAME", "REGTIME")
 
@@ -50,26 +49,28 @@ def list_columns(spec: str | None) -> tuple[str, ...]:
     return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
-def list_rows(records: list[dict], names: Names | None = None, columns=DEFAULT_COLUMNS) -> list:
+def list_rows(
+    records: list[dict], names: pool.Names | None = None, columns=DEFAULT_COLUMNS
+) -> list:
     return [[_CELLS[c](r, names or {}) for c in columns] for r in records]
 
 
-def list_table(records: list[dict], names: Names | None = None, columns=DEFAULT_COLUMNS):
+def list_table(records: list[dict], names: pool.Names | None = None, columns=DEFAULT_COLUMNS):
     return table(columns, list_rows(records, names, columns), right=("ID",))
 
 
 def _attrs(pairs: list[tuple[str, Any]]) -> Text:
-    return Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}".rstrip() for k, v in pairs))
+    return t.attrs(pairs, ATTR_WIDTH)
 
 
-def show_renderables(record: dict, names: Names | None = None) -> list[Any]:
+def show_renderables(record: dict, names: pool.Names | None = None) -> list[Any]:
     names = names or {}
     info = [
         ("ID", record["id"]),
         ("NAME", record["name"]),
         ("USER", _name(names, "user", record["uid"])),
         ("GROUP", _name(names, "group", record["gid"])),
-        ("REGISTER TIME", time_str(record["regtime"])),
+        ("REGISTER TIME", t.time_str(record["regtime"])),
     ]
     out: list[Any] = [
         t.section(f"TEMPLATE {record['id']} INFORMATION"),
@@ -85,7 +86,7 @@ def show_renderables(record: dict, names: Names | None = None) -> list[Any]:
     return out
 
 
-def render_show(record: dict, names: Names | None = None) -> str:
+def render_show(record: dict, names: pool.Names | None = None) -> str:
     return render(show_renderables(record, names), plain=True)
 
 
@@ -103,7 +104,9 @@ def vm_names(name: str | None, count: int) -> list[str | None]:
 
 
 cmd_list = pool.list_command(
-    KIND, lambda session, records, cols: list_table(records, names_of(session), cols), list_columns
+    KIND,
+    lambda session, records, cols: list_table(records, pool.names_of(session), cols),
+    list_columns,
 )
 
 

@@ -33,7 +33,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import grpc
 from rich.text import Text
 
 from raftcore import lifecycle, perms, schedule
@@ -45,20 +44,14 @@ from zones.cli.common import CliError, Session, emit, render, table
 PROG = "onevm"
 KIND = "vm"
 ATTR_WIDTH = 16  # `onevm show` prints "%-16s: %s"
-REASONS = {0: "none", 1: "erro", 2: "user"}
 
-# Names of users, groups and hosts by id, for the cells (ids when not visible).
-Names = dict[str, dict[int, str]]
+Names = pool.Names
 
 
 # --- cells ----------------------------------------------------------------------------
 
 
-def time_str(ms: int) -> str:
-    """OpenNebula's time_to_str: local `MM/DD HH:MM:SS`, '-' for never."""
-    if not ms:
-        return "-"
-    return time.strftime("%m/%d %H:%M:%S", time.localtime(ms / 1000))
+time_str = t.time_str
 
 
 def period_str(ms: int) -> str:
@@ -135,7 +128,7 @@ def list_table(vms, names=None, columns=DEFAULT_COLUMNS, now_ms=None):
 
 
 def _attrs(pairs: list[tuple[str, Any]]) -> Text:
-    return Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}".rstrip() for k, v in pairs))
+    return t.attrs(pairs, ATTR_WIDTH)
 
 
 def disk_rows(vm: dict) -> list[list]:
@@ -298,27 +291,7 @@ def render_show(vm: dict, names: Names | None = None, now_ms: int | None = None)
 # --- commands -------------------------------------------------------------------------
 
 
-def _id_name(obj) -> tuple[int, str]:
-    """(id, name) of a listed record (a dict) or of a UserService / GroupService message."""
-    return (obj["id"], obj["name"]) if isinstance(obj, dict) else (obj.id, obj.name)
-
-
-def names_of(session: Session, *extra: str) -> Names:
-    """Names of users and groups (and of `extra` pool kinds) the caller may see."""
-
-    def known(lister) -> dict[int, str]:
-        try:
-            return dict(_id_name(o) for o in lister())
-        except grpc.RpcError:  # names are a nicety: ids are shown without them
-            return {}
-
-    out = {
-        "user": known(lambda: t.list_users(session)),
-        "group": known(lambda: t.list_groups(session)),
-    }
-    for kind in extra:
-        out[kind] = known(lambda kind=kind: pool.list_records(session, kind))
-    return out
+names_of = pool.names_of
 
 
 cmd_list = pool.list_command(

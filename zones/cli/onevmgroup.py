@@ -22,7 +22,6 @@ from raftcore import perms
 from zones.cli import pool
 from zones.cli import tenancy as t
 from zones.cli.common import render, table
-from zones.cli.onevm import Names, names_of
 
 PROG = "onevmgroup"
 KIND = "vmgroup"
@@ -36,7 +35,7 @@ def vm_count(record: dict) -> int:
     return sum(len(r["vms"]) for r in record["roles"])
 
 
-_CELLS: dict[str, Callable[[dict, Names], Any]] = {
+_CELLS: dict[str, Callable[[dict, pool.Names], Any]] = {
     "ID": lambda r, n: r["id"],
     "USER": lambda r, n: _name(n, "user", r["uid"]),
     "GROUP": lambda r, n: _name(n, "group", r["gid"]),
@@ -50,7 +49,7 @@ def list_columns(spec: str | None) -> tuple[str, ...]:
     return pool.parse_columns(spec, _CELLS, DEFAULT_COLUMNS)
 
 
-def list_table(records: list[dict], names: Names | None = None, columns=DEFAULT_COLUMNS):
+def list_table(records: list[dict], names: pool.Names | None = None, columns=DEFAULT_COLUMNS):
     rows = [[_CELLS[c](r, names or {}) for c in columns] for r in records]
     return table(columns, rows, right=("ID", "VMS"))
 
@@ -74,7 +73,7 @@ def role_rows(record: dict) -> list[list]:
     ]
 
 
-def show_renderables(record: dict, names: Names | None = None) -> list[Any]:
+def show_renderables(record: dict, names: pool.Names | None = None) -> list[Any]:
     names = names or {}
     info = [
         ("ID", record["id"]),
@@ -105,12 +104,14 @@ def show_renderables(record: dict, names: Names | None = None) -> list[Any]:
     return out
 
 
-def render_show(record: dict, names: Names | None = None) -> str:
+def render_show(record: dict, names: pool.Names | None = None) -> str:
     return render(show_renderables(record, names), plain=True)
 
 
 cmd_list = pool.list_command(
-    KIND, lambda session, records, cols: list_table(records, names_of(session), cols), list_columns
+    KIND,
+    lambda session, records, cols: list_table(records, pool.names_of(session), cols),
+    list_columns,
 )
 
 

@@ -83,7 +83,7 @@ def _ar_renderables(ar: dict) -> list[Any]:
     rows = [[f, *ends[f]] for f in _FAMILIES if f in ends]
     return [
         f"AR {ar['ar_id']}",
-        netshow.attrs(pairs, SHOW_WIDTH),
+        t.attrs(pairs, SHOW_WIDTH),
         "",
         table(("RANGE", "FIRST", "LAST"), rows),
         "",

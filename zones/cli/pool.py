@@ -14,6 +14,8 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+import grpc
+
 from raftcore import codec, perms
 from zones.api.gen import pool_pb2
 from zones.api.pool_service import decode_list
@@ -75,6 +77,29 @@ Names = dict[str, dict[int, str]]
 
 def name_of(names: Names, what: str, oid: int) -> str | int:
     return names.get(what, {}).get(oid, oid)
+
+
+def _id_name(obj) -> tuple[int, str]:
+    """(id, name) of a listed record (a dict) or of a UserService / GroupService message."""
+    return (obj["id"], obj["name"]) if isinstance(obj, dict) else (obj.id, obj.name)
+
+
+def names_of(session: Session, *extra: str) -> Names:
+    """Names of users and groups (and of `extra` pool kinds) the caller may see."""
+
+    def known(lister) -> dict[int, str]:
+        try:
+            return dict(_id_name(o) for o in lister())
+        except grpc.RpcError:  # names are a nicety: ids are shown without them
+            return {}
+
+    out = {
+        "user": known(lambda: t.list_users(session)),
+        "group": known(lambda: t.list_groups(session)),
+    }
+    for kind in extra:
+        out[kind] = known(lambda kind=kind: list_records(session, kind))
+    return out
 
 
 def owner_names(obj: pool_pb2.PoolObject, record: dict) -> Names:

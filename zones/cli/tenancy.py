@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -340,9 +341,16 @@ def section(title: str) -> Text:
     return Text(title, style="bold")
 
 
-def attrs(pairs: Sequence[tuple[str, Any]]) -> Text:
-    """`NAME            : value` lines, as `oneuser show` prints them."""
-    return Text("\n".join(f"{k.ljust(ATTR_WIDTH)}: {v}".rstrip() for k, v in pairs))
+def attrs(pairs: Sequence[tuple[str, Any]], width: int = ATTR_WIDTH) -> Text:
+    """`NAME            : value` lines, names padded to `width` (`oneuser show`'s is 16)."""
+    return Text("\n".join(f"{k.ljust(width)}: {v}".rstrip() for k, v in pairs))
+
+
+def time_str(ms: int) -> str:
+    """OpenNebula's time_to_str: local `MM/DD HH:MM:SS`, '-' for never."""
+    if not ms:
+        return "-"
+    return time.strftime("%m/%d %H:%M:%S", time.localtime(ms / 1000))
 
 
 def template_text(text: str) -> Text:
